@@ -1,0 +1,43 @@
+-- luaq script: dequeue
+-- Leases up to count tasks to a worker. First promotes up to promote_limit
+-- scheduled tasks whose time has come (retries included) to the tail of
+-- pending, then pops pending tasks in FIFO order and leases each with a new
+-- fencing token and a lease deadline. A task whose deadline has passed is
+-- archived instead. When nothing was leased the reply says how long until the
+-- next scheduled task is due, so the worker can sleep exactly that long.
+--
+-- KEYS:
+--   meta       queue meta hash
+--   tasks      hash: task id -> task record
+--   pending    list of ready task ids
+--   scheduled  zset: task id -> due time (Unix ms)
+--   active     zset: task id -> lease deadline (Unix ms)
+--   tokens     hash: task id -> fencing token of its current lease
+--   archived   zset: task id -> archived at (Unix ms)
+--   errors     hash: task id -> last error message
+--   stats      hash: counters (processed, failed, retried, archived)
+--   wake       list idle workers block on
+-- ARGV:
+--   count          int  most tasks to lease, 1..1000
+--   lease_ms       int  lease duration, ms, 1..2147483647
+--   promote_limit  int  most scheduled tasks to promote in this call, 0..1000
+-- REPLY: array: leased, next_due_in_ms (-1 = nothing scheduled; only when leased = 0), paused (0/1),
+--     then per leased task: id, token, type, payload, retried, max_retry, timeout_ms, deadline_ms, lease_until_ms
+-- ERRORS: LQ_BADARG LQ_SCHEMA
+-- COST: O(count + promote_limit) + O(log N) per scheduled or archived task touched
+-- @include args
+-- @include schema
+-- @include lease
+
+arg_count(3)
+local count = arg_int(ARGV[1], 'count', 1, 1000)
+local lease_ms = arg_int(ARGV[2], 'lease_ms', 1, 2147483647)
+local promote_limit = arg_int(ARGV[3], 'promote_limit', 0, 1000)
+if arg_error then
+  return err_reply(ERR_BADARG, arg_error)
+end
+local serr = schema_error()
+if serr then
+  return serr
+end
+return lease_tasks(now_ms(), count, lease_ms, promote_limit)

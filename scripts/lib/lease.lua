@@ -1,0 +1,116 @@
+-- lib/lease: leasing pending tasks to a worker, shared by dequeue and by
+-- complete's lease-next, plus the fencing-token check of every lease holder.
+--
+-- A lease is the pair (K.active: id -> lease deadline in Unix ms,
+-- K.tokens: id -> fencing token). Tokens come from the meta field 'fence',
+-- which only grows, so a token once replaced never becomes valid again.
+-- Uses K.meta, K.tasks, K.pending, K.scheduled, K.active, K.tokens, K.wake,
+-- and what lib/archive uses.
+-- @include errors
+-- @include util
+-- @include record
+-- @include archive
+-- @include wake
+
+-- promote_due moves up to limit scheduled tasks whose due time has come to
+-- the tail of pending, earliest first. Returns how many moved.
+local function promote_due(now, limit)
+  if limit <= 0 then
+    return 0
+  end
+  local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', fmt(now), 'LIMIT', 0, limit)
+  if #due > 0 then
+    redis.call('RPUSH', K.pending, unpack(due))
+    redis.call('ZREM', K.scheduled, unpack(due))
+  end
+  return #due
+end
+
+-- next_due_in returns the ms until the earliest scheduled task is due (0 if
+-- one is due already), or -1 when nothing is scheduled.
+local function next_due_in(now)
+  local first = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
+  if not first[1] then
+    return -1
+  end
+  return math.max(0, (first[2] + 0) - now)
+end
+
+-- lease_tasks promotes due tasks, pops up to count pending ids in FIFO order
+-- and leases each for lease_ms, and returns the dequeue reply:
+--   {leased, next_due_in_ms, paused, then per leased task:
+--    id, token, type, payload, retried, max_retry, timeout_ms, deadline_ms, lease_until_ms}
+-- A task whose deadline has passed is archived instead of leased. When
+-- pending tasks remain, it signals the wake list so another idle worker runs.
+local function lease_tasks(now, count, lease_ms, promote_limit)
+  if redis.call('HEXISTS', K.meta, 'paused') == 1 then
+    return {0, -1, 1}
+  end
+  promote_due(now, promote_limit)
+  local reply = {0, -1, 0}
+  local ids = redis.call('LPOP', K.pending, fmt(count))
+  if not ids then
+    reply[2] = next_due_in(now)
+    return reply
+  end
+  local records = redis.call('HMGET', K.tasks, unpack(ids))
+  local top = redis.call('HINCRBY', K.meta, 'fence', #ids)
+  local lease_until = now + lease_ms
+  local active, tokens = {}, {}
+  local leased = 0
+  for i, id in ipairs(ids) do
+    local s = records[i]
+    if s then
+      local r = record_decode(s)
+      if r.deadline > 0 and r.deadline <= now then
+        redis.call('HINCRBY', K.stats, 'failed', 1)
+        archive_task(id, now, 'deadline exceeded before the task started')
+      else
+        local token = top - #ids + i
+        leased = leased + 1
+        active[#active + 1] = fmt(lease_until)
+        active[#active + 1] = id
+        tokens[#tokens + 1] = id
+        tokens[#tokens + 1] = fmt(token)
+        local n = #reply
+        reply[n + 1] = id
+        reply[n + 2] = token
+        reply[n + 3] = r.type
+        reply[n + 4] = r.payload
+        reply[n + 5] = r.retried
+        reply[n + 6] = r.max_retry
+        reply[n + 7] = r.timeout
+        reply[n + 8] = r.deadline
+        reply[n + 9] = lease_until
+      end
+    end
+  end
+  if leased > 0 then
+    push_all('ZADD', K.active, active)
+    push_all('HSET', K.tokens, tokens)
+  end
+  reply[1] = leased
+  if redis.call('LLEN', K.pending) > 0 then
+    signal_wake()
+  end
+  if leased == 0 then
+    reply[2] = next_due_in(now)
+  end
+  return reply
+end
+
+-- lease_error returns a LQ_LEASE_LOST error reply unless token is the
+-- current fencing token of task id, else false.
+local function lease_error(id, token)
+  local current = redis.call('HGET', K.tokens, id)
+  if current ~= token then
+    return err_reply(ERR_LEASE_LOST, 'task ' .. id .. ' is not leased under token ' .. token)
+  end
+  return false
+end
+
+-- release_lease ends a lease: the id leaves K.active and K.tokens.
+local function release_lease(id)
+  redis.call('ZREM', K.active, id)
+  redis.call('HDEL', K.tokens, id)
+end

@@ -1,0 +1,19 @@
+-- lib/schema: the data schema version of a queue.
+--
+-- The meta hash of a queue holds field 'schema', the version of the data
+-- layout that wrote it. A script refuses to touch a queue written by a newer
+-- schema rather than corrupt data it does not understand.
+-- @include errors
+-- @include util
+
+local SCHEMA = 1
+
+-- schema_error returns an error reply when the queue's schema is newer than
+-- SCHEMA, else false. It reads K.meta.
+local function schema_error()
+  local s = redis.call('HGET', K.meta, 'schema')
+  if s and (s + 0) > SCHEMA then
+    return err_reply(ERR_SCHEMA, 'queue has data schema ' .. s .. ' but this bundle understands ' .. fmt(SCHEMA) .. '; upgrade luaq')
+  end
+  return false
+end

@@ -1,0 +1,42 @@
+-- luaq script: queue-info
+-- Reads the sizes and counters of a queue. Writes nothing.
+--
+-- KEYS:
+--   meta       queue meta hash
+--   pending    list of ready task ids
+--   scheduled  zset: task id -> due time (Unix ms)
+--   active     zset: task id -> lease deadline (Unix ms)
+--   archived   zset: task id -> archived at (Unix ms)
+--   stats      hash: counters (processed, failed, retried, archived)
+-- ARGV:
+-- REPLY: array of name, integer pairs: pending, scheduled, active, archived, paused (0/1),
+--     processed, failed, retried, archived_total
+-- ERRORS: LQ_BADARG LQ_SCHEMA
+-- COST: O(1)
+-- @include args
+-- @include schema
+
+arg_count(0)
+if arg_error then
+  return err_reply(ERR_BADARG, arg_error)
+end
+local serr = schema_error()
+if serr then
+  return serr
+end
+local counters = redis.call('HMGET', K.stats, 'processed', 'failed', 'retried', 'archived')
+local function num(v)
+  if v then return v + 0 end
+  return 0
+end
+return {
+  'pending', redis.call('LLEN', K.pending),
+  'scheduled', redis.call('ZCARD', K.scheduled),
+  'active', redis.call('ZCARD', K.active),
+  'archived', redis.call('ZCARD', K.archived),
+  'paused', redis.call('HEXISTS', K.meta, 'paused'),
+  'processed', num(counters[1]),
+  'failed', num(counters[2]),
+  'retried', num(counters[3]),
+  'archived_total', num(counters[4]),
+}

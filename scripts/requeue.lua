@@ -1,0 +1,37 @@
+-- luaq script: requeue
+-- Gives a leased task back: it goes to the head of pending, to run next,
+-- without counting a retry (a worker shutting down, a handler that cannot run
+-- it now). Only the current lease holder may requeue; a stale token gets
+-- LQ_LEASE_LOST and nothing changes. Signals the wake list.
+--
+-- KEYS:
+--   meta       queue meta hash
+--   pending    list of ready task ids
+--   active     zset: task id -> lease deadline (Unix ms)
+--   tokens     hash: task id -> fencing token of its current lease
+--   wake       list idle workers block on
+-- ARGV:
+--   id         string  task id
+--   token      int     fencing token of the lease
+-- REPLY: integer 1
+-- ERRORS: LQ_BADARG LQ_LEASE_LOST LQ_SCHEMA
+-- COST: O(log N)
+-- @include args
+-- @include schema
+-- @include lease
+
+arg_count(2)
+local id = arg_name(ARGV[1], 'id', 128)
+local token = ARGV[2]
+arg_int(token, 'token', 1, MAX_SAFE_INT)
+if arg_error then
+  return err_reply(ERR_BADARG, arg_error)
+end
+local serr = schema_error() or lease_error(id, token)
+if serr then
+  return serr
+end
+release_lease(id)
+redis.call('LPUSH', K.pending, id)
+signal_wake()
+return 1

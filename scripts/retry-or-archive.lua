@@ -1,0 +1,67 @@
+-- luaq script: retry-or-archive
+-- Records a failed run of a leased task. The task is scheduled to run again
+-- after backoff_ms, or archived when its retries are used up, when the handler
+-- asked to skip retries, or when the retry could not start before its deadline.
+-- Only the current lease holder may do this; a stale token gets LQ_LEASE_LOST
+-- and nothing changes. Archiving trims the archive by count and age.
+--
+-- KEYS:
+--   meta       queue meta hash (archive bounds: archive_max, archive_age_ms)
+--   tasks      hash: task id -> task record
+--   scheduled  zset: task id -> due time (Unix ms)
+--   active     zset: task id -> lease deadline (Unix ms)
+--   tokens     hash: task id -> fencing token of its current lease
+--   archived   zset: task id -> archived at (Unix ms)
+--   errors     hash: task id -> last error message
+--   stats      hash: counters (processed, failed, retried, archived)
+--   wake       list idle workers block on
+-- ARGV:
+--   id          string  task id
+--   token       int     fencing token of the lease
+--   message     bytes   the error, 0..8192 bytes
+--   backoff_ms  int     delay before the retry, ms, 0..31536000000
+--   skip_retry  flag    '1' = archive now whatever the retry count, '0' = retry if allowed
+-- REPLY: array: outcome ('retry' or 'archived'), then the retry's due time or the archive time (Unix ms)
+-- ERRORS: LQ_BADARG LQ_LEASE_LOST LQ_NOTFOUND LQ_SCHEMA
+-- COST: O(log N) + an archive trim of at most 200 tasks
+-- @include args
+-- @include schema
+-- @include record
+-- @include lease
+-- @include archive
+
+arg_count(5)
+local id = arg_name(ARGV[1], 'id', 128)
+local token = ARGV[2]
+arg_int(token, 'token', 1, MAX_SAFE_INT)
+local message = arg_bytes(ARGV[3], 'message', 0, 8192)
+local backoff = arg_int(ARGV[4], 'backoff_ms', 0, 31536000000)
+local skip = arg_flag(ARGV[5], 'skip_retry')
+if arg_error then
+  return err_reply(ERR_BADARG, arg_error)
+end
+local serr = schema_error() or lease_error(id, token)
+if serr then
+  return serr
+end
+local stored = redis.call('HGET', K.tasks, id)
+if not stored then
+  return err_reply(ERR_NOTFOUND, 'task ' .. id .. ' is leased but has no record')
+end
+
+local now = now_ms()
+local r = record_decode(stored)
+release_lease(id)
+redis.call('HINCRBY', K.stats, 'failed', 1)
+local due = now + backoff
+if skip or r.retried >= r.max_retry or (r.deadline > 0 and due >= r.deadline) then
+  archive_task(id, now, message)
+  return {'archived', now}
+end
+r.retried = r.retried + 1
+redis.call('HSET', K.tasks, id, record_encode(r))
+redis.call('HSET', K.errors, id, message)
+redis.call('ZADD', K.scheduled, fmt(due), id)
+redis.call('HINCRBY', K.stats, 'retried', 1)
+signal_wake()
+return {'retry', due}

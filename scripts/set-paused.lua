@@ -1,0 +1,34 @@
+-- luaq script: set-paused
+-- Pauses or resumes a queue. A paused queue keeps accepting tasks, but
+-- dequeue leases nothing from it (running tasks go on). Resuming signals the
+-- wake list so idle workers start at once.
+--
+-- KEYS:
+--   meta       queue meta hash (field 'paused' present = paused)
+--   wake       list idle workers block on
+-- ARGV:
+--   paused     flag    '1' = pause, '0' = resume
+-- REPLY: integer: 1 if the state changed, 0 if the queue already was so
+-- ERRORS: LQ_BADARG LQ_SCHEMA
+-- COST: O(1)
+-- @include args
+-- @include schema
+-- @include wake
+
+arg_count(1)
+local paused = arg_flag(ARGV[1], 'paused')
+if arg_error then
+  return err_reply(ERR_BADARG, arg_error)
+end
+local serr = schema_error()
+if serr then
+  return serr
+end
+if paused then
+  return redis.call('HSETNX', K.meta, 'paused', '1')
+end
+local changed = redis.call('HDEL', K.meta, 'paused')
+if changed == 1 then
+  signal_wake()
+end
+return changed
