@@ -5,6 +5,9 @@
 -- fencing token and a lease deadline. A task whose deadline has passed is
 -- archived instead. When nothing was leased the reply says how long until the
 -- next scheduled task is due, so the worker can sleep exactly that long.
+-- Before all that it reclaims up to reclaim_limit tasks whose lease expired
+-- (their worker died): each counts as a failed run ('lease expired') and is
+-- retried after reclaim_backoff_ms, or archived when out of retries.
 --
 -- KEYS:
 --   meta       queue meta hash
@@ -21,18 +24,23 @@
 --   count          int  most tasks to lease, 1..1000
 --   lease_ms       int  lease duration, ms, 1..2147483647
 --   promote_limit  int  most scheduled tasks to promote in this call, 0..1000
+--   reclaim_limit  int  most expired leases to reclaim in this call, 0..1000
+--   reclaim_backoff_ms  int  delay before a reclaimed task runs again, ms, 0..31536000000
 -- REPLY: array: leased, next_due_in_ms (-1 = nothing scheduled; only when leased = 0), paused (0/1),
 --     then per leased task: id, token, type, payload, retried, max_retry, timeout_ms, deadline_ms, lease_until_ms
 -- ERRORS: LQ_BADARG LQ_SCHEMA
--- COST: O(count + promote_limit) + O(log N) per scheduled or archived task touched
+-- COST: O(count + promote_limit + reclaim_limit) + O(log N) per scheduled, active or archived task touched
 -- @include args
 -- @include schema
 -- @include lease
+-- @include fail
 
-arg_count(3)
+arg_count(5)
 local count = arg_int(ARGV[1], 'count', 1, 1000)
 local lease_ms = arg_int(ARGV[2], 'lease_ms', 1, 2147483647)
 local promote_limit = arg_int(ARGV[3], 'promote_limit', 0, 1000)
+local reclaim_limit = arg_int(ARGV[4], 'reclaim_limit', 0, 1000)
+local reclaim_backoff = arg_int(ARGV[5], 'reclaim_backoff_ms', 0, 31536000000)
 if arg_error then
   return err_reply(ERR_BADARG, arg_error)
 end
@@ -40,4 +48,6 @@ local serr = schema_error()
 if serr then
   return serr
 end
-return lease_tasks(now_ms(), count, lease_ms, promote_limit)
+local now = now_ms()
+reclaim_expired(now, reclaim_limit, reclaim_backoff)
+return lease_tasks(now, count, lease_ms, promote_limit)

@@ -27,8 +27,7 @@
 -- @include args
 -- @include schema
 -- @include record
--- @include lease
--- @include archive
+-- @include fail
 
 arg_count(5)
 local id = arg_name(ARGV[1], 'id', 128)
@@ -49,19 +48,5 @@ if not stored then
   return err_reply(ERR_NOTFOUND, 'task ' .. id .. ' is leased but has no record')
 end
 
-local now = now_ms()
-local r = record_decode(stored)
-release_lease(id)
-redis.call('HINCRBY', K.stats, 'failed', 1)
-local due = now + backoff
-if skip or r.retried >= r.max_retry or (r.deadline > 0 and due >= r.deadline) then
-  archive_task(id, now, message)
-  return {'archived', now}
-end
-r.retried = r.retried + 1
-redis.call('HSET', K.tasks, id, record_encode(r))
-redis.call('HSET', K.errors, id, message)
-redis.call('ZADD', K.scheduled, fmt(due), id)
-redis.call('HINCRBY', K.stats, 'retried', 1)
-signal_wake()
-return {'retry', due}
+local outcome, at = fail_task(id, record_decode(stored), now_ms(), message, backoff, skip)
+return {outcome, at}

@@ -9,7 +9,7 @@
 
 local ARCHIVE_MAX_DEFAULT = 10000
 local ARCHIVE_AGE_MS_DEFAULT = 2592000000 -- 30 days
-local ARCHIVE_TRIM_BATCH = 100           -- most tasks one trim pass deletes
+local ARCHIVE_TRIM_BATCH = 100          -- most tasks one trim pass deletes
 
 -- delete_archived removes archived tasks and all their data.
 local function delete_archived(ids)

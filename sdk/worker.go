@@ -1,0 +1,385 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/luaq/luaq/internal/keys"
+	"github.com/luaq/luaq/loader"
+	"github.com/luaq/luaq/scripts"
+	"github.com/redis/go-redis/v9"
+)
+
+// Handler runs tasks of one type. A nil error completes the task; any other
+// error fails this run (wrap ErrSkipRetry to archive at once). The context is
+// cancelled when the task's timeout or deadline passes, when its lease is lost
+// (cause ErrLeaseLost), or when the worker shuts down before the handler
+// returns (cause ErrWorkerStopping, and the task goes back to pending).
+type Handler interface {
+	ProcessTask(ctx context.Context, t *Task) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, t *Task) error
+
+// ProcessTask calls f.
+func (f HandlerFunc) ProcessTask(ctx context.Context, t *Task) error { return f(ctx, t) }
+
+// HandlerOption configures the handling of one task type.
+type HandlerOption func(*handlerEntry)
+
+// WithBackoff sets the retry backoff for one task type.
+func WithBackoff(b BackoffFunc) HandlerOption {
+	return func(h *handlerEntry) { h.backoff = b }
+}
+
+type handlerEntry struct {
+	handler Handler
+	backoff BackoffFunc
+}
+
+// WorkerConfig configures a Worker. Zero fields take the defaults documented
+// on each.
+type WorkerConfig struct {
+	// Queues maps queue names to weights. Default: {"default": 1}.
+	Queues map[string]int
+	// StrictPriority, when true, always serves higher-weight queues first;
+	// otherwise each fetch orders the queues at random in proportion to
+	// their weights.
+	StrictPriority bool
+	// Concurrency is the most handlers running at once. Default 10.
+	Concurrency int
+	// LeaseDuration is how long a lease lasts without renewal; the worker
+	// renews every LeaseDuration/3 while a handler runs. Default 8s.
+	LeaseDuration time.Duration
+	// ShutdownTimeout is how long Shutdown waits for running handlers before
+	// it returns their tasks to pending. Default 10s.
+	ShutdownTimeout time.Duration
+	// MaxIdleWait is the longest an idle worker blocks on the wake list
+	// before it looks at its queues again (it wakes at once on an enqueue,
+	// and exactly when the next scheduled task is due). Default 30s.
+	MaxIdleWait time.Duration
+	// PromoteLimit is the most due scheduled tasks one dequeue promotes.
+	// Default 100.
+	PromoteLimit int
+	// ReclaimLimit is the most expired leases (of dead workers) one dequeue
+	// reclaims. Default 10.
+	ReclaimLimit int
+	// ReclaimBackoff is the delay before a reclaimed task runs again. Default 1s.
+	ReclaimBackoff time.Duration
+	// Backoff is the default retry backoff. Default: DefaultBackoff().
+	Backoff BackoffFunc
+	// Logger receives the worker's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *WorkerConfig) normalize() error {
+	if len(c.Queues) == 0 {
+		c.Queues = map[string]int{"default": 1}
+	}
+	for name, weight := range c.Queues {
+		if err := keys.ValidateQueueName(name); err != nil {
+			return err
+		}
+		if weight < 1 {
+			return fmt.Errorf("queue %q has weight %d, want >= 1", name, weight)
+		}
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 10
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1000 {
+		return fmt.Errorf("concurrency %d, want 1..1000", c.Concurrency)
+	}
+	setDefault(&c.LeaseDuration, 8*time.Second)
+	setDefault(&c.ShutdownTimeout, 10*time.Second)
+	setDefault(&c.MaxIdleWait, 30*time.Second)
+	setDefault(&c.ReclaimBackoff, time.Second)
+	if c.LeaseDuration < 30*time.Millisecond {
+		return fmt.Errorf("lease duration %s is too short (min 30ms)", c.LeaseDuration)
+	}
+	if c.PromoteLimit == 0 {
+		c.PromoteLimit = 100
+	}
+	if c.ReclaimLimit == 0 {
+		c.ReclaimLimit = 10
+	}
+	if c.PromoteLimit < 0 || c.PromoteLimit > 1000 || c.ReclaimLimit < 0 || c.ReclaimLimit > 1000 {
+		return fmt.Errorf("promote and reclaim limits must be 0..1000")
+	}
+	if c.Backoff == nil {
+		c.Backoff = DefaultBackoff()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+type workerQueue struct {
+	name   string
+	keys   keys.Queue
+	weight int
+}
+
+// run states of one in-flight task: the handler's goroutine and Shutdown
+// race to claim it; whoever wins acks (complete/fail) or requeues it.
+const (
+	runRunning int32 = iota
+	runAcking
+	runAbandoned
+)
+
+type running struct {
+	task   *Task
+	q      *workerQueue
+	cancel context.CancelCauseFunc
+	state  atomic.Int32
+	// localExpiry estimates, on this machine's monotonic clock, when the
+	// lease runs out if no renewal succeeds.
+	localExpiry atomic.Int64
+}
+
+// Worker leases tasks from its queues and runs their handlers. Create it with
+// NewWorker, register handlers, then call Run once.
+type Worker struct {
+	rdb      redis.UniversalClient
+	loader   *loader.Loader
+	cfg      WorkerConfig
+	queues   []*workerQueue
+	log      *slog.Logger
+	leaseArg string
+	// chainNext is 1 when completing a task may lease the next one in the
+	// same call: only with a single queue, so priorities stay honoured.
+	chainNext string
+
+	mu       sync.Mutex
+	handlers map[string]handlerEntry
+	inflight map[*running]struct{}
+	started  bool
+	stopped  bool
+
+	stopping   chan struct{} // closed when shutdown begins
+	done       chan struct{} // closed when shutdown has finished
+	stopOnce   sync.Once
+	slots      chan struct{}
+	chains     sync.WaitGroup
+	fetchDone  chan struct{}
+	extendStop chan struct{}
+	extendDone chan struct{}
+
+	waiter     redis.UniversalClient // blocking waits only; nil = use rdb
+	waitGroups [][]string            // wake keys BLPOPed together
+	waitBusy   []bool                // guarded by mu
+	waitWG     sync.WaitGroup
+	wakeCh     chan struct{}
+}
+
+// NewWorker returns a Worker over rdb.
+func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*Worker, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, fmt.Errorf("luaq: worker config: %w", err)
+	}
+	b, err := scripts.Load()
+	if err != nil {
+		return nil, fmt.Errorf("luaq: loading the bundle: %w", err)
+	}
+	w := &Worker{
+		rdb: rdb, loader: loader.New(rdb, b), cfg: cfg, log: cfg.Logger,
+		leaseArg:   strconv.FormatInt(ceilMs(cfg.LeaseDuration), 10),
+		handlers:   map[string]handlerEntry{},
+		inflight:   map[*running]struct{}{},
+		stopping:   make(chan struct{}),
+		done:       make(chan struct{}),
+		slots:      make(chan struct{}, cfg.Concurrency),
+		fetchDone:  make(chan struct{}),
+		extendStop: make(chan struct{}),
+		extendDone: make(chan struct{}),
+		wakeCh:     make(chan struct{}, 1),
+	}
+	for name, weight := range cfg.Queues {
+		q, _ := keys.ForQueue(name) // validated by normalize
+		w.queues = append(w.queues, &workerQueue{name: name, keys: q, weight: weight})
+	}
+	sort.Slice(w.queues, func(i, j int) bool {
+		if w.queues[i].weight != w.queues[j].weight {
+			return w.queues[i].weight > w.queues[j].weight
+		}
+		return w.queues[i].name < w.queues[j].name
+	})
+	w.chainNext = "0"
+	if len(w.queues) == 1 {
+		w.chainNext = "1"
+	}
+	return w, nil
+}
+
+// Handle registers the handler of a task type. Call it before Run.
+func (w *Worker) Handle(taskType string, h Handler, opts ...HandlerOption) {
+	e := handlerEntry{handler: h}
+	for _, o := range opts {
+		o(&e)
+	}
+	w.mu.Lock()
+	w.handlers[taskType] = e
+	w.mu.Unlock()
+}
+
+// HandleFunc registers a function as the handler of a task type.
+func (w *Worker) HandleFunc(taskType string, f func(ctx context.Context, t *Task) error, opts ...HandlerOption) {
+	w.Handle(taskType, HandlerFunc(f), opts...)
+}
+
+// Run loads the bundle, then leases and runs tasks until ctx is cancelled or
+// Shutdown is called; either way it returns only after the shutdown cleanup
+// (see Shutdown) is done. Run may be called once.
+func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
+	if w.started || w.stopped {
+		w.mu.Unlock()
+		return errors.New("luaq: Worker.Run called after Run or Shutdown")
+	}
+	w.started = true
+	w.mu.Unlock()
+	if err := w.loader.Load(ctx); err != nil {
+		w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
+		return fmt.Errorf("luaq: worker start: %w", err)
+	}
+	w.setupWaiters()
+	go w.extendLoop()
+	go w.fetchLoop()
+	select {
+	case <-ctx.Done():
+		_ = w.Shutdown(context.Background())
+	case <-w.stopping:
+	}
+	<-w.done
+	return nil
+}
+
+// Shutdown stops the worker gracefully: it stops leasing, waits for running
+// handlers until ctx is done or ShutdownTimeout has passed, then returns the
+// tasks still running to pending (without counting a retry) and cancels their
+// handlers' contexts. It may be called any number of times, from any
+// goroutine; every call returns only after that cleanup is done.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	w.stopOnce.Do(func() {
+		w.mu.Lock()
+		started := w.started
+		w.stopped = true
+		w.mu.Unlock()
+		close(w.stopping)
+		if !started {
+			close(w.done)
+			return
+		}
+		go w.shutdown(ctx)
+	})
+	<-w.done
+	return nil
+}
+
+func (w *Worker) shutdown(ctx context.Context) {
+	if w.waiter != nil {
+		_ = w.waiter.Close() // interrupts blocked BLPOPs
+	}
+	<-w.fetchDone
+	w.waitWG.Wait()
+
+	chainsDone := make(chan struct{})
+	go func() { w.chains.Wait(); close(chainsDone) }()
+	grace := time.NewTimer(w.cfg.ShutdownTimeout)
+	defer grace.Stop()
+	select {
+	case <-chainsDone:
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	w.abandonInflight()
+	select {
+	case <-chainsDone:
+	case <-time.After(w.cfg.ShutdownTimeout):
+		w.log.Warn("luaq: handlers still running after their tasks were requeued; they ignore their context")
+	}
+	close(w.extendStop)
+	<-w.extendDone
+	close(w.done)
+}
+
+// abandonInflight requeues every task whose handler is still running and
+// cancels those handlers.
+func (w *Worker) abandonInflight() {
+	w.mu.Lock()
+	var runs []*running
+	for r := range w.inflight {
+		if r.state.CompareAndSwap(runRunning, runAbandoned) {
+			runs = append(runs, r)
+		}
+	}
+	w.mu.Unlock()
+	if len(runs) == 0 {
+		return
+	}
+	w.requeue(runs)
+	for _, r := range runs {
+		r.cancel(ErrWorkerStopping)
+	}
+}
+
+// requeue gives tasks back to pending, retrying on connection errors for a
+// bounded time. A task whose lease is already gone needs nothing.
+func (w *Worker) requeue(runs []*running) {
+	deadline := time.Now().Add(w.cfg.LeaseDuration + 5*time.Second)
+	for delay := 20 * time.Millisecond; len(runs) > 0; delay = min(2*delay, time.Second) {
+		calls := make([]loader.Call, len(runs))
+		for i, r := range runs {
+			calls[i] = loader.Call{Queue: r.q.keys, Script: "requeue", Args: []string{r.task.ID, r.task.token}}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		results := w.loader.RunPipelined(ctx, calls)
+		cancel()
+		var again []*running
+		for i, res := range results {
+			if res.Err != nil && !isScriptError(res.Err) {
+				again = append(again, runs[i])
+			} else if res.Err != nil && !errors.Is(res.Err, ErrLeaseLost) {
+				w.log.Error("luaq: requeue failed", "queue", runs[i].q.name, "id", runs[i].task.ID, "err", res.Err)
+			}
+		}
+		runs = again
+		if len(runs) > 0 && time.Now().After(deadline) {
+			w.log.Error("luaq: could not requeue tasks; their leases will expire and be reclaimed", "count", len(runs))
+			return
+		}
+		if len(runs) > 0 {
+			time.Sleep(delay)
+		}
+	}
+}
+
+func (w *Worker) isStopping() bool {
+	select {
+	case <-w.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+func isScriptError(err error) bool {
+	var se *loader.ScriptError
+	return errors.As(err, &se)
+}
