@@ -4,7 +4,8 @@
 -- pending, then pops pending tasks in FIFO order and leases each with a new
 -- fencing token and a lease deadline. A task whose deadline has passed is
 -- archived instead. When nothing was leased the reply says how long until the
--- next scheduled task is due, so the worker can sleep exactly that long.
+-- next scheduled task is due or the first lease may be reclaimed, so an idle
+-- worker sleeps exactly that long.
 -- Before all that it reclaims up to reclaim_limit tasks whose lease expired
 -- (their worker died): each counts as a failed run ('lease expired') and is
 -- retried after reclaim_backoff_ms, or archived when out of retries.
@@ -26,7 +27,8 @@
 --   promote_limit  int  most scheduled tasks to promote in this call, 0..1000
 --   reclaim_limit  int  most expired leases to reclaim in this call, 0..1000
 --   reclaim_backoff_ms  int  delay before a reclaimed task runs again, ms, 0..31536000000
--- REPLY: array: leased, next_due_in_ms (-1 = nothing scheduled; only when leased = 0), paused (0/1),
+-- REPLY: array: leased, next_due_in_ms (only when leased = 0, else -1: ms until the next scheduled task
+--     is due or the first lease may be reclaimed, 0 = now, -1 = nothing scheduled or leased), paused (0/1),
 --     then per leased task: id, token, type, payload, retried, max_retry, timeout_ms, deadline_ms, lease_until_ms
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(count + promote_limit + reclaim_limit) + O(log N) per scheduled, active or archived task touched

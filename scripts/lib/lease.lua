@@ -26,14 +26,24 @@ local function promote_due(now, limit)
   return #due
 end
 
--- next_due_in returns the ms until the earliest scheduled task is due (0 if
--- one is due already), or -1 when nothing is scheduled.
+-- next_due_in returns the ms until the queue next needs a dequeue although
+-- nothing is pending: the earliest of the next scheduled task's due time and
+-- the first lease deadline plus 1 ms (when that lease may be reclaimed). 0
+-- means something is due already; -1 means nothing is scheduled or leased.
 local function next_due_in(now)
+  local wait = -1
   local first = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
-  if not first[1] then
-    return -1
+  if first[1] then
+    wait = math.max(0, (first[2] + 0) - now)
   end
-  return math.max(0, (first[2] + 0) - now)
+  local lease = redis.call('ZRANGE', K.active, 0, 0, 'WITHSCORES')
+  if lease[1] then
+    local expiry = math.max(0, (lease[2] + 0) + 1 - now)
+    if wait < 0 or expiry < wait then
+      wait = expiry
+    end
+  end
+  return wait
 end
 
 -- lease_tasks promotes due tasks, pops up to count pending ids in FIFO order
