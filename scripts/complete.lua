@@ -31,20 +31,15 @@
 -- @include lease
 
 arg_count(5)
-local id = arg_name(ARGV[1], 'id', 128)
-local token = ARGV[2]
-arg_int(token, 'token', 1, MAX_SAFE_INT)
+local id, token = arg_lease(1)
 local next_count = arg_int(ARGV[3], 'next_count', 0, 1000)
 local min_lease = 0
 if next_count > 0 then min_lease = 1 end
 local lease_ms = arg_int(ARGV[4], 'lease_ms', min_lease, 2147483647)
 local promote_limit = arg_int(ARGV[5], 'promote_limit', 0, 1000)
-if arg_error then
-  return err_reply(ERR_BADARG, arg_error)
-end
-local serr = schema_error() or lease_error(id, token)
-if serr then
-  return serr
+local stop = precheck() or lease_error(id, token)
+if stop then
+  return stop
 end
 
 release_lease(id)

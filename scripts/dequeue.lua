@@ -43,12 +43,9 @@ local lease_ms = arg_int(ARGV[2], 'lease_ms', 1, 2147483647)
 local promote_limit = arg_int(ARGV[3], 'promote_limit', 0, 1000)
 local reclaim_limit = arg_int(ARGV[4], 'reclaim_limit', 0, 1000)
 local reclaim_backoff = arg_int(ARGV[5], 'reclaim_backoff_ms', 0, 31536000000)
-if arg_error then
-  return err_reply(ERR_BADARG, arg_error)
-end
-local serr = schema_error()
-if serr then
-  return serr
+local stop = precheck()
+if stop then
+  return stop
 end
 local now = now_ms()
 reclaim_expired(now, reclaim_limit, reclaim_backoff)

@@ -79,12 +79,9 @@ for i = 1, count do
   end
   tasks[i] = t
 end
-if arg_error then
-  return err_reply(ERR_BADARG, arg_error)
-end
-local serr = schema_error()
-if serr then
-  return serr
+local stop = precheck()
+if stop then
+  return stop
 end
 for i = 1, count do
   local id = tasks[i].id

@@ -19,16 +19,11 @@
 -- @include lease
 
 arg_count(3)
-local id = arg_name(ARGV[1], 'id', 128)
-local token = ARGV[2]
-arg_int(token, 'token', 1, MAX_SAFE_INT)
+local id, token = arg_lease(1)
 local lease_ms = arg_int(ARGV[3], 'lease_ms', 1, 2147483647)
-if arg_error then
-  return err_reply(ERR_BADARG, arg_error)
-end
-local serr = schema_error() or lease_error(id, token)
-if serr then
-  return serr
+local stop = precheck() or lease_error(id, token)
+if stop then
+  return stop
 end
 local lease_until = now_ms() + lease_ms
 redis.call('ZADD', K.active, fmt(lease_until), id)

@@ -17,12 +17,9 @@
 -- @include schema
 
 arg_count(0)
-if arg_error then
-  return err_reply(ERR_BADARG, arg_error)
-end
-local serr = schema_error()
-if serr then
-  return serr
+local stop = precheck()
+if stop then
+  return stop
 end
 local counters = redis.call('HMGET', K.stats, 'processed', 'failed', 'retried', 'archived')
 local function num(v)

@@ -21,15 +21,10 @@
 -- @include lease
 
 arg_count(2)
-local id = arg_name(ARGV[1], 'id', 128)
-local token = ARGV[2]
-arg_int(token, 'token', 1, MAX_SAFE_INT)
-if arg_error then
-  return err_reply(ERR_BADARG, arg_error)
-end
-local serr = schema_error() or lease_error(id, token)
-if serr then
-  return serr
+local id, token = arg_lease(1)
+local stop = precheck() or lease_error(id, token)
+if stop then
+  return stop
 end
 release_lease(id)
 redis.call('LPUSH', K.pending, id)

@@ -30,18 +30,13 @@
 -- @include fail
 
 arg_count(5)
-local id = arg_name(ARGV[1], 'id', 128)
-local token = ARGV[2]
-arg_int(token, 'token', 1, MAX_SAFE_INT)
+local id, token = arg_lease(1)
 local message = arg_bytes(ARGV[3], 'message', 0, 8192)
 local backoff = arg_int(ARGV[4], 'backoff_ms', 0, 31536000000)
 local skip = arg_flag(ARGV[5], 'skip_retry')
-if arg_error then
-  return err_reply(ERR_BADARG, arg_error)
-end
-local serr = schema_error() or lease_error(id, token)
-if serr then
-  return serr
+local stop = precheck() or lease_error(id, token)
+if stop then
+  return stop
 end
 local stored = redis.call('HGET', K.tasks, id)
 if not stored then

@@ -17,12 +17,9 @@
 
 arg_count(1)
 local paused = arg_flag(ARGV[1], 'paused')
-if arg_error then
-  return err_reply(ERR_BADARG, arg_error)
-end
-local serr = schema_error()
-if serr then
-  return serr
+local stop = precheck()
+if stop then
+  return stop
 end
 if paused then
   return redis.call('HSETNX', K.meta, 'paused', '1')

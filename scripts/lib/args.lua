@@ -74,3 +74,13 @@ local function arg_count(want)
     arg_fail('ARGV', 'has ' .. fmt(#ARGV) .. ' values, want ' .. fmt(want))
   end
 end
+
+-- arg_lease parses the task id and fencing token that every call of a lease
+-- holder passes as ARGV[i] and ARGV[i + 1]. The token stays a string: it is
+-- compared with the stored one as is.
+local function arg_lease(i)
+  local id = arg_name(ARGV[i], 'id', 128)
+  local token = ARGV[i + 1]
+  arg_int(token, 'token', 1, MAX_SAFE_INT)
+  return id, token
+end

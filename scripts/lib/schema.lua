@@ -5,6 +5,7 @@
 -- schema rather than corrupt data it does not understand.
 -- @include errors
 -- @include util
+-- @include args
 
 local SCHEMA = 1
 
@@ -16,4 +17,13 @@ local function schema_error()
     return err_reply(ERR_SCHEMA, 'queue has data schema ' .. s .. ' but this bundle understands ' .. fmt(SCHEMA) .. '; upgrade luaq')
   end
   return false
+end
+
+-- precheck returns the reply that must end a script before its first write:
+-- the first argument error, else a schema refusal; false when all is well.
+local function precheck()
+  if arg_error then
+    return err_reply(ERR_BADARG, arg_error)
+  end
+  return schema_error()
 end
