@@ -129,6 +129,8 @@ func badInputCases() map[string][]badCase {
 			{"deadline negative", one(fDeadline, "-5"), codeBadArg, nil},
 			{"deadline above max", one(fDeadline, "253402300800000"), codeBadArg, nil},
 			{"process_at and process_in both set", cat([]string{"1"}, with(enqueueGroup(fAt, ms(epochMS+1000)), fIn, "1000")), codeBadArg, nil},
+			{"deadline before process_at", cat([]string{"1"}, with(enqueueGroup(fAt, ms(epochMS+5000)), fDeadline, ms(epochMS+4000))), codeBadArg, nil},
+			{"deadline at the end of process_in", cat([]string{"1"}, with(enqueueGroup(fIn, "1000"), fDeadline, ms(epochMS+1000))), codeBadArg, nil},
 			{"process_at above max", one(fAt, "253402300800000"), codeBadArg, nil},
 			{"process_at negative", one(fAt, "-1"), codeBadArg, nil},
 			{"process_in negative", one(fIn, "-1000"), codeBadArg, nil},

@@ -18,8 +18,8 @@
 --   payload        bytes   opaque, 0..16777216 bytes
 --   max_retry      int     retries allowed before the task is archived, 0..1000000
 --   timeout_ms     int     longest one run may take, ms; 0 = no limit
---   deadline_ms    int     Unix ms by which a run must finish; 0 = none; must be in the future
---   process_at_ms  int     Unix ms when the task becomes ready; 0 = now
+--   deadline_ms    int     Unix ms by which a run must finish; 0 = none; must be after the task is due
+--   process_at_ms  int     Unix ms when the task becomes ready; 0 or a past instant = now
 --   process_in_ms  int     delay from now on the server clock, ms; 0 = none; not together with process_at_ms
 -- REPLY: array: enqueued_at_ms, then per task in order: id, state ('pending' or 'scheduled'), due_ms
 -- ERRORS: LQ_BADARG LQ_CONFLICT LQ_SCHEMA
@@ -65,12 +65,12 @@ for i = 1, count do
   if at > 0 and delay > 0 then
     arg_fail(where .. 'process_at_ms', 'and process_in_ms cannot both be set')
   end
-  if t.deadline > 0 and t.deadline <= now then
-    arg_fail(where .. 'deadline_ms', 'is not in the future')
-  end
   t.due = now
-  if at > 0 then t.due = at end
+  if at > 0 then t.due = math.max(now, at) end
   if delay > 0 then t.due = now + delay end
+  if t.deadline > 0 and t.deadline <= t.due then
+    arg_fail(where .. 'deadline_ms', 'is not after the time the task becomes ready')
+  end
   if t.id ~= '' then
     if seen[t.id] then
       arg_fail(where .. 'id', 'repeats an earlier id of this call')
