@@ -70,15 +70,18 @@ func (c *Client) EnqueueBatch(ctx context.Context, queue string, tasks []NewTask
 		if err != nil {
 			return nil, fmt.Errorf("luaq: enqueue: task %d: %w", i+1, err)
 		}
+		// TaskInfo reports the timeout and deadline as stored: whole ms.
+		timeoutMs, deadlineArg := ceilMs(o.timeout), unixMs(o.deadline)
+		deadlineMs, _ := strconv.ParseInt(deadlineArg, 10, 64)
 		infos[i] = &TaskInfo{
 			Queue: queue, Type: t.Type, Payload: t.Payload,
-			MaxRetry: o.maxRetry, Timeout: o.timeout, Deadline: o.deadline,
+			MaxRetry: o.maxRetry, Timeout: time.Duration(timeoutMs) * time.Millisecond, Deadline: msTime(deadlineMs),
 		}
 		args = append(args,
 			o.id, t.Type, string(t.Payload),
 			strconv.Itoa(o.maxRetry),
-			strconv.FormatInt(ceilMs(o.timeout), 10),
-			unixMs(o.deadline),
+			strconv.FormatInt(timeoutMs, 10),
+			deadlineArg,
 			unixMs(o.processAt),
 			strconv.FormatInt(ceilMs(o.processIn), 10),
 		)
@@ -101,6 +104,11 @@ func (c *Client) EnqueueBatch(ctx context.Context, queue string, tasks []NewTask
 		due, err3 := loader.Int(reply[3+3*i])
 		if err1 != nil || err2 != nil || err3 != nil {
 			return nil, fmt.Errorf("luaq: enqueue to %q: unexpected reply %v", queue, v)
+		}
+		if state == "pending" && due < enqueuedAt {
+			// A ProcessAt in the past: the script echoes that instant, but
+			// the task is ready from the enqueue on (see TaskInfo.ProcessAt).
+			due = enqueuedAt
 		}
 		info.ID, info.State = id, state
 		info.EnqueuedAt, info.ProcessAt = time.UnixMilli(enqueuedAt), time.UnixMilli(due)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/luaq/luaq/loader"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // fetchLoop leases tasks whenever handler slots are free, and blocks on the
@@ -178,6 +179,11 @@ func (w *Worker) setupWaiters() {
 	switch c := w.rdb.(type) {
 	case *redis.Client:
 		o := *c.Options()
+		// The copy shares c's MaintNotificationsConfig, which c mutates
+		// (under its own lock) while handshaking a new connection; reading
+		// it in NewClient would race. The waiter only runs BLPOP: give it
+		// its own config, with the notifications off.
+		o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 		o.ReadTimeout, o.ContextTimeoutEnabled = -1, true
 		o.PoolSize, o.MinIdleConns, o.MaxIdleConns = 2, 0, 2
 		w.waiter = redis.NewClient(&o)
@@ -212,19 +218,31 @@ func (w *Worker) idle(nextDue time.Duration) {
 	if wait <= 0 {
 		return
 	}
-	w.startWaits(wait)
+	end := time.Now().Add(wait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case <-w.wakeCh:
-	case <-t.C:
-	case <-w.stopping:
+	for {
+		w.startWaits(time.Until(end))
+		select {
+		case <-w.wakeCh:
+			return
+		case <-t.C:
+			return
+		case <-w.stopping:
+			return
+		case <-w.waitEnded:
+			// A BLPOP timed out: one left over from an earlier, shorter
+			// spell (startWaits did not start a new one while it ran), or
+			// one capped by the shared client's timeout. Block again for
+			// the rest of this spell, or a wake token would go unseen.
+		}
 	}
 }
 
 // startWaits starts a BLPOP for each wait group that has none running. A
 // BLPOP that outlives this idle spell ends by its own timeout (at most wait)
-// and, if it got a token, makes the next idle spell end at once.
+// and, if it got a token, makes the next idle spell end at once; if it timed
+// out, it tells the idle spell then running (waitEnded) to start a new one.
 func (w *Worker) startWaits(wait time.Duration) {
 	client := w.waiter
 	if client == nil {
@@ -255,11 +273,16 @@ func (w *Worker) startWaits(wait time.Duration) {
 			w.mu.Lock()
 			w.waitBusy[i] = false
 			w.mu.Unlock()
-			if err == nil {
-				select {
-				case w.wakeCh <- struct{}{}:
-				default:
+			ch := w.wakeCh
+			if err != nil {
+				if !errors.Is(err, redis.Nil) {
+					return // a connection error: no retry loop here
 				}
+				ch = w.waitEnded
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
 			}
 		}()
 	}

@@ -175,6 +175,8 @@ type Worker struct {
 	stopping   chan struct{} // closed when shutdown begins
 	done       chan struct{} // closed when shutdown has finished
 	stopOnce   sync.Once
+	ready      chan struct{} // closed once Run has started its loops, or failed to
+	startErr   error         // why Run failed to start; written before ready is closed
 	slots      chan struct{}
 	chains     sync.WaitGroup
 	fetchDone  chan struct{}
@@ -186,6 +188,7 @@ type Worker struct {
 	waitBusy   []bool                // guarded by mu
 	waitWG     sync.WaitGroup
 	wakeCh     chan struct{}
+	waitEnded  chan struct{} // a BLPOP timed out without a token
 }
 
 // NewWorker returns a Worker over rdb.
@@ -209,6 +212,8 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*Worker, error) {
 		extendStop: make(chan struct{}),
 		extendDone: make(chan struct{}),
 		wakeCh:     make(chan struct{}, 1),
+		waitEnded:  make(chan struct{}, 1),
+		ready:      make(chan struct{}),
 	}
 	for name, weight := range cfg.Queues {
 		q, _ := keys.ForQueue(name) // validated by normalize
@@ -255,12 +260,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.started = true
 	w.mu.Unlock()
 	if err := w.loader.Load(ctx); err != nil {
+		w.startErr = err
+		close(w.ready)
 		w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
 		return fmt.Errorf("luaq: worker start: %w", err)
 	}
 	w.setupWaiters()
 	go w.extendLoop()
 	go w.fetchLoop()
+	close(w.ready)
 	select {
 	case <-ctx.Done():
 		_ = w.Shutdown(context.Background())
@@ -293,6 +301,13 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 }
 
 func (w *Worker) shutdown(ctx context.Context) {
+	// Shutdown may be called while Run is still starting: wait until the
+	// waiter and the loops exist (or Run gave up) before touching them.
+	<-w.ready
+	if w.startErr != nil {
+		close(w.done)
+		return
+	}
 	if w.waiter != nil {
 		_ = w.waiter.Close() // interrupts blocked BLPOPs
 	}
