@@ -23,6 +23,9 @@ var (
 	// ErrSchema (LQ_SCHEMA): the queue holds data of a newer schema than the
 	// bundle understands.
 	ErrSchema = errors.New("luaq: queue schema is newer than the bundle")
+	// ErrNotOwner (LQ_NOT_OWNER): the janitor lock is not held under the
+	// caller's owner token.
+	ErrNotOwner = errors.New("luaq: janitor lock not held by this owner")
 )
 
 // ErrInternal is matched (errors.Is) by errors that a script raised without
@@ -47,6 +50,7 @@ func errorTable() []errorCode {
 		{"LQ_NOTFOUND", ErrNotFound},
 		{"LQ_LEASE_LOST", ErrLeaseLost},
 		{"LQ_SCHEMA", ErrSchema},
+		{"LQ_NOT_OWNER", ErrNotOwner},
 	}
 }
 

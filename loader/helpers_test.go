@@ -82,6 +82,8 @@ func task(id string) map[string]string {
 	return map[string]string{
 		"id": id, "type": "email", "payload": "hello", "max_retry": "3", "timeout_ms": "0",
 		"deadline_ms": "0", "process_at_ms": "0", "process_in_ms": "0",
+		"expire_at_ms": "0", "expire_in_ms": "0", "expire_archive": "0", "retention_ms": "0",
+		"unique_key": "", "unique_ttl_ms": "0",
 	}
 }
 

@@ -357,6 +357,16 @@ func checkErrorMapping(t *testing.T, client redis.UniversalClient, l *Loader, pr
 				"id": ls.id, "token": ls.token, "message": "boom", "backoff_ms": "0", "skip_retry": "0",
 			})
 		}},
+		{"LQ_NOT_OWNER", ErrNotOwner, "clean", func(t *testing.T, q string) []string {
+			// Another janitor holds the lock.
+			v, err := m.l.Run(ctx, queue(t, q), "janitor-lock", argv(t, b, "janitor-lock", map[string]string{
+				"op": "acquire", "owner": "other", "ttl_ms": "60000",
+			})...)
+			if err != nil || v != int64(1) {
+				t.Fatalf("janitor-lock acquire = %v, %v; want 1", v, err)
+			}
+			return argv(t, b, "clean", map[string]string{"owner": "me", "limit": "100", "reclaim_backoff_ms": "0"})
+		}},
 		{"LQ_SCHEMA", ErrSchema, "queue-info", func(t *testing.T, q string) []string {
 			if err := m.client.HSet(ctx, queue(t, q).Key("meta"), "schema", "999").Err(); err != nil {
 				t.Fatal(err)
@@ -384,7 +394,7 @@ func checkErrorMapping(t *testing.T, client redis.UniversalClient, l *Loader, pr
 			if want := "luaq: script " + tc.script + ": " + tc.code + " " + se.Message; err.Error() != want {
 				t.Errorf("Error() = %q, want %q", err.Error(), want)
 			}
-			for _, other := range []error{ErrBadArg, ErrConflict, ErrNotFound, ErrLeaseLost, ErrSchema, ErrInternal} {
+			for _, other := range []error{ErrBadArg, ErrConflict, ErrNotFound, ErrLeaseLost, ErrSchema, ErrNotOwner, ErrInternal} {
 				if other != tc.want && errors.Is(err, other) {
 					t.Errorf("error %v also matches %v", err, other)
 				}

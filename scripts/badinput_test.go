@@ -6,6 +6,7 @@ package scripts_test
 import (
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,28 +14,60 @@ import (
 )
 
 // baseline builds the state every bad-input case starts from: a leased task
-// a (token 1), a pending task b, a scheduled task s and an archived task z
-// (token 2, archived), so that a call that wrongly went ahead would change
-// something.
+// a (token 1), a pending task b, a scheduled task s, an archived task z
+// (token 2, archived), a pending task u with an expiry, a retention period
+// and the unique key "uk", a completed task r kept for its retention with a
+// result, the janitor lock held by owner "j1", a live worker "w1" and a
+// worker "wd" whose heartbeat has passed, so that a call that wrongly went
+// ahead would change something.
 func baseline(t *testing.T) *scripttest.Env {
 	t.Helper()
 	env := scripttest.New(t)
 	mustRun(t, env, "enqueue", enqArgs(tk("a"), task{id: "z", typ: "t", maxRetry: 0}, tk("b"), task{id: "s", typ: "t", in: 5000})...)
 	dequeue(t, env, 2, 30000, 0, 0, 0) // a 1, z 2
 	mustRun(t, env, "retry-or-archive", "z", "2", "gone", "0", "0")
+	mustRun(t, env, "enqueue", enqArgs(baselineU)...)
+	// r: completed under retention (written directly: leasing it through
+	// the scripts would need the tokens above to change).
+	hset(t, env, "tasks", "r", rec{retention: 60000, enqueued: epochMS, typ: "t", payload: "p-r"}.enc())
+	hset(t, env, "results", "r", "res-r")
+	if _, err := env.Miniredis().ZAdd(key("completed"), float64(epochMS+60000), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRun(t, env, "janitor-lock", "acquire", "j1", "600000"); got != int64(1) {
+		t.Fatalf("janitor-lock acquire = %#v, want 1", got)
+	}
+	mustRun(t, env, "register", "w1", "host=a", "600000")
+	// wd: dead (heartbeat passed), written directly to keep the clock.
+	if _, err := env.Miniredis().ZAdd(key("workers"), float64(epochMS-1), "wd"); err != nil {
+		t.Fatal(err)
+	}
+	hset(t, env, "worker_info", "wd", "host=dead")
 	return env
 }
+
+// baselineU is the baseline's task with an expiry and a unique key.
+var baselineU = task{id: "u", typ: "t", payload: "p-u", maxRetry: 3, expireIn: 60000, retention: 60000, unique: "uk", uniqueTTL: 60000}
 
 // validArgs is a call of each script that succeeds on the baseline.
 var validArgs = map[string][]string{
 	"enqueue":          enqArgs(tk("x")),
 	"dequeue":          deqArgs(1, 1000, 10, 10, 0),
 	"extend":           {"a", "1", "1000"},
-	"complete":         {"a", "1", "1", "1000", "10"},
+	"complete":         {"a", "1", "res", "1", "1000", "10"},
 	"retry-or-archive": {"a", "1", "boom", "0", "0"},
 	"requeue":          {"a", "1"},
 	"set-paused":       {"1"},
 	"queue-info":       {},
+	"janitor-lock":     {"renew", "j1", "30000"},
+	"clean":            {"j1", "100", "0"},
+	"configure":        {"100", "60000"},
+	"delete-task":      {"b"},
+	"deregister":       {"w1", "a", "1"},
+	"list-workers":     {"10"},
+	"prune-workers":    {"10"},
+	"register":         {"w2", "host=b", "30000"},
+	"run-archived":     {"z"},
 }
 
 // with returns a copy of args with args[i] = v.
@@ -68,25 +101,41 @@ var (
 // enqueueGroup is one valid enqueue group with field i replaced by v.
 func enqueueGroup(i int, v string) []string { return with(tk("x").args(), i, v) }
 
+// pastLockTTL moves the clock past the baseline's janitor lock TTL.
+func pastLockTTL(t *testing.T, env *scripttest.Env) {
+	advance(env, 600000)
+	if _, ok := env.Snapshot(t)[key("lock")]; ok {
+		t.Fatal("the janitor lock outlived its TTL")
+	}
+}
+
 func badInputCases() map[string][]badCase {
 	g := tk("x").args()
-	// group field indices
-	const (
-		fID = iota
-		fType
-		fPayload
-		fMaxRetry
-		fTimeout
-		fDeadline
-		fAt
-		fIn
-	)
 	one := func(i int, v string) []string { return cat([]string{"1"}, enqueueGroup(i, v)) }
 	deq := validArgs["dequeue"]
 	ext := validArgs["extend"]
 	cpl := validArgs["complete"]
 	roa := validArgs["retry-or-archive"]
 	rq := validArgs["requeue"]
+	jl := validArgs["janitor-lock"]
+	cl := validArgs["clean"]
+	cf := validArgs["configure"]
+	dt := validArgs["delete-task"]
+	dr := validArgs["deregister"]
+	rg := validArgs["register"]
+	ra := validArgs["run-archived"]
+	// pairs1001 is deregister's worker w1 with 1001 (id, token) pairs, the
+	// first of them a's current lease.
+	pairs1001 := []string{"w1", "a", "1"}
+	for i := 1; i <= 1000; i++ {
+		pairs1001 = append(pairs1001, "t"+strconv.Itoa(i), "1")
+	}
+	// uq is a group of task x holding unique key k.
+	uq := func(k string) []string { return with(enqueueGroup(fUnique, k), fUniqueTTL, "60000") }
+	// pastLocks moves the clock past every lease, expiry, retention and
+	// unique TTL of the baseline (not past the lock's TTL), so that a
+	// clean that wrongly went ahead would have work to do.
+	pastLocks := func(t *testing.T, env *scripttest.Env) { advance(env, 100000) }
 	return map[string][]badCase{
 		"enqueue": {
 			{"no arguments", nil, codeBadArg, nil},
@@ -102,7 +151,8 @@ func badInputCases() map[string][]badCase {
 			{"count with a space", cat([]string{" 1"}, g), codeBadArg, nil},
 			{"count empty", cat([]string{""}, g), codeBadArg, nil},
 			{"count of 17 digits", cat([]string{"00000000000000001"}, g), codeBadArg, nil},
-			{"group one value short", cat([]string{"1"}, g[:7]), codeBadArg, nil},
+			{"group one value short", cat([]string{"1"}, g[:groupLen-1]), codeBadArg, nil},
+			{"group of the old 8 values", cat([]string{"1"}, g[:8]), codeBadArg, nil},
 			{"group one value long", cat([]string{"1"}, g, []string{"x"}), codeBadArg, nil},
 			{"count 2 with one group", cat([]string{"2"}, g), codeBadArg, nil},
 			{"id with space", one(fID, "a b"), codeBadArg, nil},
@@ -143,6 +193,48 @@ func badInputCases() map[string][]badCase {
 			{"id of a scheduled task", enqArgs(tk("s")), codeConflict, nil},
 			{"id of an archived task", enqArgs(tk("z")), codeConflict, nil},
 			{"duplicate after new tasks", enqArgs(tk("x"), tk(""), task{id: long128, typ: "t"}, tk("b")), codeConflict, nil},
+			{"id of a task kept for its retention", enqArgs(tk("r")), codeConflict, nil},
+			{"id of a task with an expiry", enqArgs(tk("u")), codeConflict, nil},
+			// expiry
+			{"expire_at and expire_in both set", cat([]string{"1"}, with(enqueueGroup(fExpireAt, ms(epochMS+5000)), fExpireIn, "5000")), codeBadArg, nil},
+			{"expire_at in the past", one(fExpireAt, ms(epochMS-1)), codeBadArg, nil},
+			{"expire_at now", one(fExpireAt, ms(epochMS)), codeBadArg, nil},
+			{"expire_at 1", one(fExpireAt, "1"), codeBadArg, nil},
+			{"expire_at negative", one(fExpireAt, "-1"), codeBadArg, nil},
+			{"expire_at above max", one(fExpireAt, "253402300800000"), codeBadArg, nil},
+			{"expire_at with a fraction", one(fExpireAt, ms(epochMS+5000)+".5"), codeBadArg, nil},
+			{"expire_at at process_at", cat([]string{"1"}, with(enqueueGroup(fAt, ms(epochMS+5000)), fExpireAt, ms(epochMS+5000))), codeBadArg, nil},
+			{"expire_at before process_at", cat([]string{"1"}, with(enqueueGroup(fAt, ms(epochMS+5000)), fExpireAt, ms(epochMS+4999))), codeBadArg, nil},
+			{"expire_at at the end of process_in", cat([]string{"1"}, with(enqueueGroup(fIn, "1000"), fExpireAt, ms(epochMS+1000))), codeBadArg, nil},
+			{"expire_in equal to process_in", cat([]string{"1"}, with(enqueueGroup(fIn, "1000"), fExpireIn, "1000")), codeBadArg, nil},
+			{"expire_in shorter than process_in", cat([]string{"1"}, with(enqueueGroup(fIn, "1000"), fExpireIn, "999")), codeBadArg, nil},
+			{"expire_in before process_at", cat([]string{"1"}, with(enqueueGroup(fAt, ms(epochMS+5000)), fExpireIn, "4000")), codeBadArg, nil},
+			{"expire_in negative", one(fExpireIn, "-1"), codeBadArg, nil},
+			{"expire_in above max", one(fExpireIn, "253402300800000"), codeBadArg, nil},
+			{"expire_in not an integer", one(fExpireIn, "soon"), codeBadArg, nil},
+			{"expire_archive 2", one(fExpireArchive, "2"), codeBadArg, nil},
+			{"expire_archive empty", one(fExpireArchive, ""), codeBadArg, nil},
+			{"expire_archive true", one(fExpireArchive, "true"), codeBadArg, nil},
+			{"expire_archive -1", one(fExpireArchive, "-1"), codeBadArg, nil},
+			// retention
+			{"retention negative", one(fRetention, "-1"), codeBadArg, nil},
+			{"retention above max", one(fRetention, "253402300800000"), codeBadArg, nil},
+			{"retention not an integer", one(fRetention, "1h"), codeBadArg, nil},
+			{"retention empty", one(fRetention, ""), codeBadArg, nil},
+			// unique keys
+			{"unique_key without ttl", one(fUnique, "k"), codeBadArg, nil},
+			{"unique_ttl without key", one(fUniqueTTL, "60000"), codeBadArg, nil},
+			{"unique_ttl negative", cat([]string{"1"}, with(uq("k"), fUniqueTTL, "-1")), codeBadArg, nil},
+			{"unique_ttl above max", cat([]string{"1"}, with(uq("k"), fUniqueTTL, "253402300800000")), codeBadArg, nil},
+			{"unique_ttl not an integer", cat([]string{"1"}, with(uq("k"), fUniqueTTL, "1m")), codeBadArg, nil},
+			{"unique_key of 1025 bytes", cat([]string{"1"}, uq(strings.Repeat("k", 1025))), codeBadArg, nil},
+			{"duplicate unique key in the batch", cat([]string{"2"}, uq("k"), with(with(tk("y").args(), fUnique, "k"), fUniqueTTL, "5")), codeBadArg, nil},
+			{"duplicate held unique key in the batch", cat([]string{"2"}, uq("uk"), with(with(tk("y").args(), fUnique, "uk"), fUniqueTTL, "5")), codeBadArg, nil},
+			{"bad argument wins over a held unique key", cat([]string{"2"}, uq("uk"), with(tk("y").args(), fExpireArchive, "x")), codeBadArg, nil},
+			{"unique key held by a live task", cat([]string{"1"}, uq("uk")), codeConflict, nil},
+			{"unique key held, asked for 1 ms", cat([]string{"1"}, with(uq("uk"), fUniqueTTL, "1")), codeConflict, nil},
+			{"unique key held, after new tasks", cat([]string{"3"}, tk("y").args(), tk("").args(), uq("uk")), codeConflict, nil},
+			{"unique key held, by a generated-id task", cat([]string{"2"}, with(tk("").args(), fMaxRetry, "0"), with(uq("uk"), fID, "")), codeConflict, nil},
 		},
 		"dequeue": {
 			{"no arguments", nil, codeBadArg, nil},
@@ -191,26 +283,33 @@ func badInputCases() map[string][]badCase {
 		},
 		"complete": {
 			{"no arguments", nil, codeBadArg, nil},
-			{"four arguments", cpl[:4], codeBadArg, nil},
-			{"six arguments", cat(cpl, []string{"0"}), codeBadArg, nil},
+			{"five arguments", cpl[:5], codeBadArg, nil},
+			{"the old five arguments", []string{"a", "1", "1", "1000", "10"}, codeBadArg, nil},
+			{"seven arguments", cat(cpl, []string{"0"}), codeBadArg, nil},
 			{"id empty", with(cpl, 0, ""), codeBadArg, nil},
 			{"id with space", with(cpl, 0, "a b"), codeBadArg, nil},
 			{"id of 129 bytes", with(cpl, 0, long129), codeBadArg, nil},
 			{"token 0", with(cpl, 1, "0"), codeBadArg, nil},
 			{"token not an integer", with(cpl, 1, "one"), codeBadArg, nil},
-			{"next_count negative", with(cpl, 2, "-1"), codeBadArg, nil},
-			{"next_count 1001", with(cpl, 2, "1001"), codeBadArg, nil},
-			{"next_count not an integer", with(cpl, 2, "x"), codeBadArg, nil},
-			{"lease_ms 0 with next_count 1", with(cpl, 3, "0"), codeBadArg, nil},
-			{"lease_ms negative without next", with(with(cpl, 2, "0"), 3, "-1"), codeBadArg, nil},
-			{"lease_ms above 2^31-1", with(cpl, 3, "2147483648"), codeBadArg, nil},
-			{"promote_limit negative", with(cpl, 4, "-1"), codeBadArg, nil},
-			{"promote_limit 1001", with(cpl, 4, "1001"), codeBadArg, nil},
+			{"result of 16 MiB + 1 byte", with(cpl, 2, strings.Repeat("r", 16777217)), codeBadArg, nil},
+			{"next_count negative", with(cpl, 3, "-1"), codeBadArg, nil},
+			{"next_count 1001", with(cpl, 3, "1001"), codeBadArg, nil},
+			{"next_count not an integer", with(cpl, 3, "x"), codeBadArg, nil},
+			{"lease_ms 0 with next_count 1", with(cpl, 4, "0"), codeBadArg, nil},
+			{"lease_ms negative without next", with(with(cpl, 3, "0"), 4, "-1"), codeBadArg, nil},
+			{"lease_ms above 2^31-1", with(cpl, 4, "2147483648"), codeBadArg, nil},
+			{"promote_limit negative", with(cpl, 5, "-1"), codeBadArg, nil},
+			{"promote_limit 1001", with(cpl, 5, "1001"), codeBadArg, nil},
 			{"stale token", with(cpl, 1, "2"), codeLeaseLost, nil},
-			{"stale token without next", with(with(cpl, 1, "2"), 2, "0"), codeLeaseLost, nil},
+			{"stale token without next", with(with(cpl, 1, "2"), 3, "0"), codeLeaseLost, nil},
 			{"task not leased", with(cpl, 0, "b"), codeLeaseLost, nil},
-			{"archived task", []string{"z", "2", "0", "0", "0"}, codeLeaseLost, nil},
+			{"task with an expiry not leased", with(cpl, 0, "u"), codeLeaseLost, nil},
+			{"archived task", []string{"z", "2", "", "0", "0", "0"}, codeLeaseLost, nil},
+			{"completed task kept for its retention", []string{"r", "1", "", "0", "0", "0"}, codeLeaseLost, nil},
 			{"unknown id", with(cpl, 0, "nope"), codeLeaseLost, nil},
+			{"leased task without a record", cpl, codeNotFound, func(t *testing.T, env *scripttest.Env) {
+				env.Miniredis().HDel(key("tasks"), "a")
+			}},
 		},
 		"retry-or-archive": {
 			{"no arguments", nil, codeBadArg, nil},
@@ -266,6 +365,188 @@ func badInputCases() map[string][]badCase {
 		"queue-info": {
 			{"one argument", []string{"x"}, codeBadArg, nil},
 			{"one empty argument", []string{""}, codeBadArg, nil},
+		},
+		"janitor-lock": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"two arguments", jl[:2], codeBadArg, nil},
+			{"four arguments", cat(jl, []string{"0"}), codeBadArg, nil},
+			{"op empty", with(jl, 0, ""), codeBadArg, nil},
+			{"op upper case", with(jl, 0, "RENEW"), codeBadArg, nil},
+			{"op unknown", with(jl, 0, "steal"), codeBadArg, nil},
+			{"op with a space", with(jl, 0, "renew "), codeBadArg, nil},
+			{"owner empty", with(jl, 1, ""), codeBadArg, nil},
+			{"owner with space", with(jl, 1, "j 1"), codeBadArg, nil},
+			{"owner with NUL", with(jl, 1, "j1\x00"), codeBadArg, nil},
+			{"owner of 129 bytes", with(jl, 1, long129), codeBadArg, nil},
+			{"acquire ttl 0", []string{"acquire", "j2", "0"}, codeBadArg, pastLockTTL},
+			{"acquire ttl empty", []string{"acquire", "j2", ""}, codeBadArg, pastLockTTL},
+			{"acquire by the holder ttl 0", []string{"acquire", "j1", "0"}, codeBadArg, nil},
+			{"renew ttl 0", with(jl, 2, "0"), codeBadArg, nil},
+			{"renew ttl negative", with(jl, 2, "-1"), codeBadArg, nil},
+			{"renew ttl above a day", with(jl, 2, "86400001"), codeBadArg, nil},
+			{"renew ttl with a fraction", with(jl, 2, "1.5"), codeBadArg, nil},
+			{"release ttl negative", []string{"release", "j1", "-1"}, codeBadArg, nil},
+			{"release ttl empty", []string{"release", "j1", ""}, codeBadArg, nil},
+			{"release ttl above a day", []string{"release", "j1", "86400001"}, codeBadArg, nil},
+			{"release owner empty", []string{"release", "", "0"}, codeBadArg, nil},
+		},
+		"clean": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"two arguments", cl[:2], codeBadArg, nil},
+			{"four arguments", cat(cl, []string{"0"}), codeBadArg, nil},
+			{"owner empty", with(cl, 0, ""), codeBadArg, pastLocks},
+			{"owner with space", with(cl, 0, "j 1"), codeBadArg, pastLocks},
+			{"owner of 129 bytes", with(cl, 0, long129), codeBadArg, pastLocks},
+			{"limit 0", with(cl, 1, "0"), codeBadArg, pastLocks},
+			{"limit 1001", with(cl, 1, "1001"), codeBadArg, pastLocks},
+			{"limit negative", with(cl, 1, "-1"), codeBadArg, pastLocks},
+			{"limit not an integer", with(cl, 1, "all"), codeBadArg, pastLocks},
+			{"reclaim_backoff_ms negative", with(cl, 2, "-1"), codeBadArg, pastLocks},
+			{"reclaim_backoff_ms above a year", with(cl, 2, "31536000001"), codeBadArg, pastLocks},
+			{"reclaim_backoff_ms with an exponent", with(cl, 2, "1e3"), codeBadArg, pastLocks},
+			{"bad argument wins over a foreign owner", with(with(cl, 0, "j2"), 1, "0"), codeBadArg, pastLocks},
+			{"another owner", with(cl, 0, "j2"), codeNotOwner, pastLocks},
+			{"owner prefix", with(cl, 0, "j"), codeNotOwner, pastLocks},
+			{"lock released", cl, codeNotOwner, func(t *testing.T, env *scripttest.Env) {
+				pastLocks(t, env)
+				mustRun(t, env, "janitor-lock", "release", "j1", "0")
+			}},
+			{"lock expired", cl, codeNotOwner, pastLockTTL},
+			{"lock taken over after it expired", cl, codeNotOwner, func(t *testing.T, env *scripttest.Env) {
+				pastLockTTL(t, env)
+				mustRun(t, env, "janitor-lock", "acquire", "j2", "600000")
+			}},
+		},
+		"configure": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"one argument", cf[:1], codeBadArg, nil},
+			{"three arguments", cat(cf, []string{"0"}), codeBadArg, nil},
+			{"archive_max negative", with(cf, 0, "-1"), codeBadArg, nil},
+			{"archive_max 10000001", with(cf, 0, "10000001"), codeBadArg, nil},
+			{"archive_max not an integer", with(cf, 0, "many"), codeBadArg, nil},
+			{"archive_max empty", with(cf, 0, ""), codeBadArg, nil},
+			{"archive_max with a fraction", with(cf, 0, "1.5"), codeBadArg, nil},
+			{"archive_max with a plus sign", with(cf, 0, "+1"), codeBadArg, nil},
+			{"archive_age_ms 0", with(cf, 1, "0"), codeBadArg, nil},
+			{"archive_age_ms negative", with(cf, 1, "-1"), codeBadArg, nil},
+			{"archive_age_ms above 100 years", with(cf, 1, "3153600000001"), codeBadArg, nil},
+			{"archive_age_ms with an exponent", with(cf, 1, "6e4"), codeBadArg, nil},
+			{"archive_age_ms empty", with(cf, 1, ""), codeBadArg, nil},
+			{"bad age after a good max", []string{"5", "x"}, codeBadArg, nil},
+		},
+		"delete-task": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"two arguments", cat(dt, []string{"s"}), codeBadArg, nil},
+			{"id empty", with(dt, 0, ""), codeBadArg, nil},
+			{"id with space", with(dt, 0, "a b"), codeBadArg, nil},
+			{"id with NUL", with(dt, 0, "b\x00"), codeBadArg, nil},
+			{"id not ASCII", with(dt, 0, "caf\xc3\xa9"), codeBadArg, nil},
+			{"id of 129 bytes", with(dt, 0, long129), codeBadArg, nil},
+			{"bad argument wins over a running task", []string{"a", "a"}, codeBadArg, nil},
+			{"pending holds more than 100000 ids", dt, codeBadArg, func(t *testing.T, env *scripttest.Env) {
+				fill := make([]string, 100000)
+				for i := range fill {
+					fill[i] = "f" + strconv.Itoa(i)
+				}
+				if _, err := env.Miniredis().Push(key("pending"), fill...); err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{"running task", []string{"a"}, codeConflict, nil},
+			{"running task after its lease expired", []string{"a"}, codeConflict, func(t *testing.T, env *scripttest.Env) {
+				advance(env, 30001)
+			}},
+			{"unknown id", []string{"nope"}, codeNotFound, nil},
+			{"id of 128 bytes, unknown", []string{long128}, codeNotFound, nil},
+			{"deleted already", dt, codeNotFound, func(t *testing.T, env *scripttest.Env) {
+				if got := mustRun(t, env, "delete-task", dt...); got != "pending" {
+					t.Fatalf("delete-task b = %#v, want pending", got)
+				}
+			}},
+			{"pending id without a record", dt, codeNotFound, func(t *testing.T, env *scripttest.Env) {
+				env.Miniredis().HDel(key("tasks"), "b")
+			}},
+			{"leased id without a record", []string{"a"}, codeNotFound, func(t *testing.T, env *scripttest.Env) {
+				env.Miniredis().HDel(key("tasks"), "a")
+			}},
+		},
+		"deregister": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"worker_id empty", with(dr, 0, ""), codeBadArg, nil},
+			{"worker_id with space", with(dr, 0, "w 1"), codeBadArg, nil},
+			{"worker_id with NUL", with(dr, 0, "w1\x00"), codeBadArg, nil},
+			{"worker_id of 129 bytes", with(dr, 0, long129), codeBadArg, nil},
+			{"id without a token", dr[:2], codeBadArg, nil},
+			{"a pair and a half", cat(dr, []string{"b"}), codeBadArg, nil},
+			{"id empty", with(dr, 1, ""), codeBadArg, nil},
+			{"id with space", with(dr, 1, "a b"), codeBadArg, nil},
+			{"id of 129 bytes", with(dr, 1, long129), codeBadArg, nil},
+			{"token 0", with(dr, 2, "0"), codeBadArg, nil},
+			{"token negative", with(dr, 2, "-1"), codeBadArg, nil},
+			{"token not an integer", with(dr, 2, "x"), codeBadArg, nil},
+			{"token empty", with(dr, 2, ""), codeBadArg, nil},
+			{"token with a fraction", with(dr, 2, "1.0"), codeBadArg, nil},
+			{"token above 2^53", with(dr, 2, "9007199254740994"), codeBadArg, nil},
+			{"bad second pair after a current lease", cat(dr, []string{"b", "x"}), codeBadArg, nil},
+			{"1001 pairs", pairs1001, codeBadArg, nil},
+		},
+		"list-workers": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"two arguments", []string{"10", "10"}, codeBadArg, nil},
+			{"limit 0", []string{"0"}, codeBadArg, nil},
+			{"limit 1001", []string{"1001"}, codeBadArg, nil},
+			{"limit negative", []string{"-1"}, codeBadArg, nil},
+			{"limit not an integer", []string{"all"}, codeBadArg, nil},
+			{"limit empty", []string{""}, codeBadArg, nil},
+			{"limit with a fraction", []string{"1.5"}, codeBadArg, nil},
+		},
+		"prune-workers": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"two arguments", []string{"10", "10"}, codeBadArg, nil},
+			{"limit 0", []string{"0"}, codeBadArg, nil},
+			{"limit 1001", []string{"1001"}, codeBadArg, nil},
+			{"limit negative", []string{"-1"}, codeBadArg, nil},
+			{"limit not an integer", []string{"all"}, codeBadArg, nil},
+			{"limit empty", []string{""}, codeBadArg, nil},
+			{"limit with an exponent", []string{"1e1"}, codeBadArg, nil},
+		},
+		"register": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"two arguments", rg[:2], codeBadArg, nil},
+			{"four arguments", cat(rg, []string{"0"}), codeBadArg, nil},
+			{"worker_id empty", with(rg, 0, ""), codeBadArg, nil},
+			{"worker_id with space", with(rg, 0, "w 2"), codeBadArg, nil},
+			{"worker_id with NUL", with(rg, 0, "w2\x00"), codeBadArg, nil},
+			{"worker_id not ASCII", with(rg, 0, "w\xc3\xa9"), codeBadArg, nil},
+			{"worker_id of 129 bytes", with(rg, 0, long129), codeBadArg, nil},
+			{"info of 65537 bytes", with(rg, 1, strings.Repeat("i", 65537)), codeBadArg, nil},
+			{"ttl_ms 0", with(rg, 2, "0"), codeBadArg, nil},
+			{"ttl_ms negative", with(rg, 2, "-1"), codeBadArg, nil},
+			{"ttl_ms above a day", with(rg, 2, "86400001"), codeBadArg, nil},
+			{"ttl_ms with a fraction", with(rg, 2, "1.5"), codeBadArg, nil},
+			{"ttl_ms empty", with(rg, 2, ""), codeBadArg, nil},
+			{"ttl_ms not an integer", with(rg, 2, "30s"), codeBadArg, nil},
+			{"renewal with a bad ttl_ms", []string{"w1", "host=a", "0"}, codeBadArg, nil},
+		},
+		"run-archived": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"two arguments", cat(ra, []string{"z"}), codeBadArg, nil},
+			{"id empty", with(ra, 0, ""), codeBadArg, nil},
+			{"id with space", with(ra, 0, "z z"), codeBadArg, nil},
+			{"id with NUL", with(ra, 0, "z\x00"), codeBadArg, nil},
+			{"id of 129 bytes", with(ra, 0, long129), codeBadArg, nil},
+			{"unknown id", []string{"nope"}, codeNotFound, nil},
+			{"running task", []string{"a"}, codeNotFound, nil},
+			{"pending task", []string{"b"}, codeNotFound, nil},
+			{"scheduled task", []string{"s"}, codeNotFound, nil},
+			{"pending task with an expiry", []string{"u"}, codeNotFound, nil},
+			{"completed task kept for its retention", []string{"r"}, codeNotFound, nil},
+			{"archived id without a record", ra, codeNotFound, func(t *testing.T, env *scripttest.Env) {
+				env.Miniredis().HDel(key("tasks"), "z")
+			}},
+			{"run already", ra, codeNotFound, func(t *testing.T, env *scripttest.Env) {
+				mustRun(t, env, "run-archived", ra...)
+			}},
 		},
 	}
 }

@@ -26,7 +26,7 @@ func TestCompleteDeletesEveryByte(t *testing.T) {
 	got = dequeue(t, env, 1, 1000, 10, 0, 0)
 	checkDeq(t, deqReply{Leased: 1, NextDue: -1, Tasks: []leased{lt(a, 3, 1, epochMS+1000)}}, got)
 
-	if d := cmp.Diff([]any{int64(0), int64(-1), int64(0)}, mustRun(t, env, "complete", "a", "3", "0", "0", "0")); d != "" {
+	if d := cmp.Diff([]any{int64(0), int64(-1), int64(0)}, mustRun(t, env, "complete", "a", "3", "", "0", "0", "0")); d != "" {
 		t.Errorf("complete reply (-want +got):\n%s", d)
 	}
 	checkSnapshot(t, env, keyspace.Snapshot{
@@ -36,14 +36,14 @@ func TestCompleteDeletesEveryByte(t *testing.T) {
 		key("tokens"): hashV("b", "2"),
 		key("stats"):  hashV("failed", "1", "retried", "1", "processed", "1"),
 	})
-	mustRun(t, env, "complete", "b", "2", "0", "2147483647", "1000") // lease_ms and promote_limit unused but valid
+	mustRun(t, env, "complete", "b", "2", "", "0", "2147483647", "1000") // lease_ms and promote_limit unused but valid
 	checkSnapshot(t, env, keyspace.Snapshot{
 		key("meta"):  hashV("schema", "1", "fence", "3"),
 		key("stats"): hashV("failed", "1", "retried", "1", "processed", "2"),
 	})
 	// A second complete of the same lease is refused.
 	unchanged(t, env, func() {
-		checkCode(t, run(t, env, "complete", "b", "2", "0", "0", "0"), codeLeaseLost)
+		checkCode(t, run(t, env, "complete", "b", "2", "", "0", "0", "0"), codeLeaseLost)
 	})
 }
 
@@ -57,7 +57,7 @@ func TestCompleteLeaseNext(t *testing.T) {
 	now := nowMS(env)
 	popWake(t, env)
 	// Lease two more: b from pending, then c; s (due) is promoted behind c.
-	got := decodeDeq(t, mustRun(t, env, "complete", "a", "1", "2", "5000", "10"))
+	got := decodeDeq(t, mustRun(t, env, "complete", "a", "1", "", "2", "5000", "10"))
 	checkDeq(t, deqReply{Leased: 2, NextDue: -1, Tasks: []leased{lt(b, 2, 0, now+5000), lt(c, 3, 0, now+5000)}}, got)
 	checkSnapshot(t, env, keyspace.Snapshot{
 		key("meta"): hashV("schema", "1", "fence", "3"),
@@ -73,15 +73,15 @@ func TestCompleteLeaseNext(t *testing.T) {
 		key("wake"):    wakeV(),
 	})
 	// Lease-next with promote_limit 0 still takes what is pending.
-	got = decodeDeq(t, mustRun(t, env, "complete", "b", "2", "1", "10", "0"))
+	got = decodeDeq(t, mustRun(t, env, "complete", "b", "2", "", "1", "10", "0"))
 	checkDeq(t, deqReply{Leased: 1, NextDue: -1, Tasks: []leased{lt(s, 4, 0, now+10)}}, got)
 	// Nothing left to lease: the reply carries the hint (c's lease ends at now+5000).
-	got = decodeDeq(t, mustRun(t, env, "complete", "s", "4", "1000", "1", "1000"))
+	got = decodeDeq(t, mustRun(t, env, "complete", "s", "4", "", "1000", "1", "1000"))
 	checkDeq(t, deqReply{NextDue: 5001}, got)
 	// Paused: the completion happens, the lease-next does not.
 	mustRun(t, env, "set-paused", "1")
 	mustRun(t, env, "enqueue", enqArgs(tk("d"))...)
-	got = decodeDeq(t, mustRun(t, env, "complete", "c", "3", "5", "1000", "10"))
+	got = decodeDeq(t, mustRun(t, env, "complete", "c", "3", "", "5", "1000", "10"))
 	checkDeq(t, deqReply{NextDue: -1, Paused: 1}, got)
 	checkKeys(t, env, keyspace.Snapshot{
 		key("tasks"):   hashV("d", record(0, 3, 0, 0, now, "t", "p-d")),
@@ -104,8 +104,8 @@ func TestCompleteLeaseLost(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			unchanged(t, env, func() {
-				checkCode(t, run(t, env, "complete", tc.id, tc.token, "0", "0", "0"), codeLeaseLost)
-				checkCode(t, run(t, env, "complete", tc.id, tc.token, "3", "1000", "10"), codeLeaseLost)
+				checkCode(t, run(t, env, "complete", tc.id, tc.token, "", "0", "0", "0"), codeLeaseLost)
+				checkCode(t, run(t, env, "complete", tc.id, tc.token, "", "3", "1000", "10"), codeLeaseLost)
 			})
 		})
 	}

@@ -6,8 +6,8 @@ package scripts_test
 // normalised replies, the error texts and the queue's keyspace must agree.
 //
 // Time: the real server reads its real clock, so absolute instants (integers
-// >= 1e12 in replies, zset scores >= 1e12, the deadline and enqueued fields
-// of task records) are replaced by a placeholder on both sides, arguments
+// >= 1e12 in replies, zset scores >= 1e12, the deadline, expire_at and
+// enqueued fields of task records) are replaced by a placeholder on both sides, arguments
 // that are instants are written "$now+N" and resolved on each side's clock,
 // and a step's sleep is a real sleep on the server side and a clock advance
 // in the harness. Durations that depend on elapsed time (next_due_in_ms) are
@@ -246,10 +246,12 @@ func normReply(v any) any {
 	}
 }
 
-// normRecord replaces the deadline and enqueued instants of a task record.
+// normRecord replaces the deadline, expire_at and enqueued instants of a
+// task record (lib/record.lua: eight integers, then the length-prefixed type,
+// unique key and payload, which stay as they are).
 func normRecord(s string) string {
-	f := strings.SplitN(s, ":", 9)
-	if len(f) != 9 {
+	f := strings.SplitN(s, ":", 10)
+	if len(f) != 10 {
 		return "<malformed record> " + s
 	}
 	for _, i := range []int{3, 4, 6} { // deadline, expire_at, enqueued
@@ -329,7 +331,7 @@ func compareFuzzy(t *testing.T, idx []int, a, b any) (any, any) {
 
 // ---- scenarios ----
 
-// enq builds enqueue args from groups written as 8 strings each.
+// enq builds enqueue args from groups (see g).
 func enq(groups ...[]string) []string {
 	out := []string{strconv.Itoa(len(groups))}
 	for _, g := range groups {
@@ -338,12 +340,17 @@ func enq(groups ...[]string) []string {
 	return out
 }
 
-// g is one enqueue group: id type payload max_retry timeout deadline at in.
+// g is one enqueue group: id type payload max_retry timeout deadline at in,
+// optionally followed by expire_at expire_in expire_archive retention
+// unique_key unique_ttl (default: none of them).
 func g(fields ...string) []string {
-	if len(fields) != 8 {
-		panic(fmt.Sprintf("enqueue group needs 8 fields, got %d", len(fields)))
+	switch len(fields) {
+	case groupLen:
+		return fields
+	case 8:
+		return append(slices.Clone(fields), "0", "0", "0", "0", "", "0")
 	}
-	return fields
+	panic(fmt.Sprintf("enqueue group needs 8 or %d fields, got %d", groupLen, len(fields)))
 }
 
 func call(script string, args ...string) dstep { return dstep{script: script, args: args} }
@@ -356,11 +363,11 @@ func scenarios() []dscenario {
 	batch := func(n int) []string {
 		out := []string{strconv.Itoa(n)}
 		for i := 0; i < n; i++ {
-			out = append(out, "b"+strconv.Itoa(i), "t", "payload "+strconv.Itoa(i), "1", "0", "0", "0", "0")
+			out = append(out, g("b"+strconv.Itoa(i), "t", "payload "+strconv.Itoa(i), "1", "0", "0", "0", "0")...)
 		}
 		return out
 	}
-	return []dscenario{
+	return append([]dscenario{
 		{"lifecycle", []dstep{
 			call("enqueue", enq(
 				g("a", "email", "hello:world", "1", "5000", "$now+3600000", "0", "0"),
@@ -374,7 +381,7 @@ func scenarios() []dscenario {
 			call("queue-info"),
 			call("dequeue", deqArgs(2, 30000, 10, 10, 0)...),
 			call("extend", "a", "$token:a", "60000"),
-			call("complete", "a", "$token:a", "1", "30000", "10"),
+			call("complete", "a", "$token:a", "", "1", "30000", "10"),
 			call("retry-or-archive", "c", "$token:c", "boom", "0", "0"),
 			call("retry-or-archive", "b", "$token:b", "fatal", "0", "0"),
 			call("dequeue", deqArgs(5, 30000, 10, 0, 0)...),
@@ -387,12 +394,12 @@ func scenarios() []dscenario {
 			call("set-paused", "0"),
 			call("dequeue", deqArgs(10, 30000, 0, 0, 0)...),
 			call("retry-or-archive", "p", "$token:p", "skip me", "1000", "1"),
-			call("complete", "c", "$token:c", "0", "0", "0"),
+			call("complete", "c", "$token:c", "", "0", "0", "0"),
 			call("queue-info"),
 			{script: "dequeue", args: deqArgs(10, 30000, 10, 10, 0), fuzzy: []int{1}},
-			callErr(codeLeaseLost, "complete", "c", "3", "0", "0", "0"),
+			callErr(codeLeaseLost, "complete", "c", "3", "", "0", "0", "0"),
 			callErr(codeLeaseLost, "extend", "1", "1", "1000"),
-			{script: "complete", args: []string{"1", "$token:1", "5", "1000", "0"}, fuzzy: []int{1}},
+			{script: "complete", args: []string{"1", "$token:1", "", "5", "1000", "0"}, fuzzy: []int{1}},
 			call("queue-info"),
 		}},
 		{"errors", []dstep{
@@ -406,7 +413,9 @@ func scenarios() []dscenario {
 			callErr(codeBadArg, "enqueue", enq(g("x", "t", "", "0", "0", "0", "$now+1000", "1000"))...),
 			callErr(codeBadArg, "enqueue", enq(g("x", "t", "", "0", "0", "0", "0", "0"), g("x", "t", "", "0", "0", "0", "0", "0"))...),
 			callErr(codeConflict, "enqueue", enq(g("x", "t", "", "0", "0", "0", "0", "0"), g("a", "t", "", "0", "0", "0", "0", "0"))...),
-			{script: "enqueue", args: []string{"2", "x", "t", "", "0", "0", "0", "0", "0"}, direct: true, wantErr: codeBadArg},
+			{script: "enqueue", args: enq(g("x", "t", "", "0", "0", "0", "0", "0"))[1:], direct: true, wantErr: codeBadArg}, // groups without count
+			{script: "enqueue", args: append([]string{"2"}, g("x", "t", "", "0", "0", "0", "0", "0")...), direct: true, wantErr: codeBadArg},
+			{script: "enqueue", args: []string{"1", "x", "t", "", "0", "0", "0", "0", "0"}, direct: true, wantErr: codeBadArg}, // an old 8-value group
 			{script: "enqueue", args: []string{"1001"}, direct: true, wantErr: codeBadArg},
 			callErr(codeBadArg, "dequeue", deqArgs(0, 1000, 0, 0, 0)...),
 			callErr(codeBadArg, "dequeue", deqArgs(1, 2147483648, 0, 0, 0)...),
@@ -419,9 +428,9 @@ func scenarios() []dscenario {
 			callErr(codeBadArg, "extend", "a", "1", "0"),
 			callErr(codeLeaseLost, "extend", "a", "2", "1000"),
 			callErr(codeLeaseLost, "extend", "b", "1", "1000"),
-			callErr(codeBadArg, "complete", "a", "1", "1", "0", "0"),
-			callErr(codeBadArg, "complete", "a", "1", "1001", "1000", "0"),
-			callErr(codeLeaseLost, "complete", "a", "9", "0", "0", "0"),
+			callErr(codeBadArg, "complete", "a", "1", "", "1", "0", "0"),
+			callErr(codeBadArg, "complete", "a", "1", "", "1001", "1000", "0"),
+			callErr(codeLeaseLost, "complete", "a", "9", "", "0", "0", "0"),
 			callErr(codeBadArg, "retry-or-archive", "a", "1", strings.Repeat("m", 8193), "0", "0"),
 			callErr(codeBadArg, "retry-or-archive", "a", "1", "m", "0", "2"),
 			callErr(codeBadArg, "retry-or-archive", "a", "1", "m", "-1", "0"),
@@ -438,7 +447,7 @@ func scenarios() []dscenario {
 			callErr(codeSchema, "enqueue", enq(g("x", "t", "", "0", "0", "0", "0", "0"))...),
 			callErr(codeSchema, "dequeue", deqArgs(1, 1000, 10, 10, 0)...),
 			callErr(codeSchema, "extend", "a", "1", "1000"),
-			callErr(codeSchema, "complete", "a", "1", "0", "0", "0"),
+			callErr(codeSchema, "complete", "a", "1", "", "0", "0", "0"),
 			callErr(codeSchema, "retry-or-archive", "a", "1", "m", "0", "0"),
 			callErr(codeSchema, "requeue", "a", "1"),
 			callErr(codeSchema, "set-paused", "1"),
@@ -459,7 +468,7 @@ func scenarios() []dscenario {
 			// y is due again, d missed its deadline before it started.
 			{sleep: 200 * time.Millisecond, script: "dequeue", args: deqArgs(10, 30000, 10, 0, 0)},
 			call("extend", "y", "$token:y", "100"),
-			call("complete", "y", "$token:y", "0", "0", "0"),
+			call("complete", "y", "$token:y", "", "0", "0", "0"),
 			call("enqueue", enq(g("r", "t", "pr", "0", "0", "0", "0", "0"))...),
 			call("dequeue", deqArgs(1, 50, 0, 0, 0)...),
 			// r's lease expires: reclaimed and archived (no retries); s still holds a lease.
@@ -489,7 +498,7 @@ func scenarios() []dscenario {
 			call("dequeue", deqArgs(1000, 30000, 0, 0, 0)...),
 			call("queue-info"),
 		}},
-	}
+	}, append(expiryScenarios(), adminScenarios()...)...)
 }
 
 // TestDifferential runs every scenario on scripttest and on a real

@@ -20,7 +20,7 @@ func TestEnqueueRecordFormatAndState(t *testing.T) {
 		t.Errorf("reply (-want +got):\n%s", d)
 	}
 	// The record spelled out once by hand, byte for byte (lib/record.lua).
-	wantRecord := "0:3:5000:1767312000000:0:0:1767225600000:5:emailhello:world\x00\xff"
+	wantRecord := "0:3:5000:1767312000000:0:0:1767225600000:0:5:email0:hello:world\x00\xff"
 	if r := record(0, 3, 5000, epochMS+86400000, epochMS, "email", "hello:world\x00\xff"); r != wantRecord {
 		t.Fatalf("test helper record() = %q, want %q", r, wantRecord)
 	}
@@ -203,6 +203,6 @@ func TestEnqueueConflict(t *testing.T) {
 	// A completed task frees its id.
 	mustRun(t, env, "enqueue", enqArgs(tk("c"))...)
 	r = dequeue(t, env, 1, 1000, 0, 0, 0)
-	mustRun(t, env, "complete", "c", ms(r.Tasks[0].Token), "0", "0", "0")
+	mustRun(t, env, "complete", "c", ms(r.Tasks[0].Token), "", "0", "0", "0")
 	mustRun(t, env, "enqueue", enqArgs(tk("c"))...)
 }

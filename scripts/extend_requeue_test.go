@@ -48,7 +48,7 @@ func TestExtendLeaseLost(t *testing.T) {
 	dequeue(t, env, 1, 100, 0, 0, 0) // a 1
 	mustRun(t, env, "requeue", "a", "1")
 	dequeue(t, env, 3, 100, 0, 0, 0) // a 2, b 3, done 4
-	mustRun(t, env, "complete", "done", "4", "0", "0", "0")
+	mustRun(t, env, "complete", "done", "4", "", "0", "0", "0")
 	for _, tc := range []struct{ name, id, token string }{
 		{"stale token", "a", "1"},
 		{"token of another task", "a", "3"},

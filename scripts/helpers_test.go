@@ -28,11 +28,14 @@ const (
 	codeNotFound  = "LQ_NOTFOUND"
 	codeLeaseLost = "LQ_LEASE_LOST"
 	codeSchema    = "LQ_SCHEMA"
+	codeNotOwner  = "LQ_NOT_OWNER"
 )
 
 // allScripts names every script of the bundle; TestAllScriptsCovered checks
 // the list against the bundle.
-var allScripts = []string{"complete", "dequeue", "enqueue", "extend", "queue-info", "requeue", "retry-or-archive", "set-paused"}
+var allScripts = []string{"clean", "complete", "configure", "delete-task", "dequeue", "deregister", "enqueue", "extend",
+	"janitor-lock", "list-workers", "prune-workers", "queue-info", "register", "requeue", "retry-or-archive",
+	"run-archived", "set-paused"}
 
 var (
 	bundleOnce sync.Once
@@ -215,9 +218,29 @@ func unchanged(t testing.TB, env *scripttest.Env, fn func()) {
 	}
 }
 
-// record builds a task record string in format 1 (lib/record.lua).
+// rec is a decoded task record (lib/record.lua).
+type rec struct {
+	retried, maxRetry, timeout, deadline, expireAt, retention, enqueued, onExpiry int64
+	typ, unique, payload                                                          string
+}
+
+// enc encodes r in the record format of lib/record.lua.
+func (r rec) enc() string {
+	return fmt.Sprintf("%d:%d:%d:%d:%d:%d:%d:%d:%d:%s%d:%s%s", r.retried, r.maxRetry, r.timeout, r.deadline,
+		r.expireAt, r.retention, r.enqueued, r.onExpiry, len(r.typ), r.typ, len(r.unique), r.unique, r.payload)
+}
+
+// started is r as a lease rewrites it (lib/lease.lua): a task leased before
+// its expiry started in time, so its expire_at becomes 0.
+func (r rec) started() rec {
+	r.expireAt = 0
+	return r
+}
+
+// record builds the record of a task without expiry, retention or unique key.
 func record(retried, maxRetry, timeout, deadline, enqueued int64, typ, payload string) string {
-	return fmt.Sprintf("%d:%d:%d:%d:%d:%d:%d:%d:%s%s", retried, maxRetry, timeout, deadline, 0, 0, enqueued, len(typ), typ, payload)
+	return rec{retried: retried, maxRetry: maxRetry, timeout: timeout, deadline: deadline, enqueued: enqueued,
+		typ: typ, payload: payload}.enc()
 }
 
 // ---- arguments ----
@@ -226,13 +249,57 @@ func record(retried, maxRetry, timeout, deadline, enqueued int64, typ, payload s
 type task struct {
 	id, typ, payload                    string
 	maxRetry, timeout, deadline, at, in int64
+	expireAt, expireIn                  int64
+	expireArchive                       bool
+	retention                           int64
+	unique                              string
+	uniqueTTL                           int64
 }
 
 // tk is a ready-now task with type "t", payload "p-<id>" and 3 retries.
 func tk(id string) task { return task{id: id, typ: "t", payload: "p-" + id, maxRetry: 3} }
 
+// enqueue group field indices (the order of enqueue's header).
+const (
+	fID = iota
+	fType
+	fPayload
+	fMaxRetry
+	fTimeout
+	fDeadline
+	fAt
+	fIn
+	fExpireAt
+	fExpireIn
+	fExpireArchive
+	fRetention
+	fUnique
+	fUniqueTTL
+	groupLen
+)
+
 func (x task) args() []string {
-	return []string{x.id, x.typ, x.payload, ms(x.maxRetry), ms(x.timeout), ms(x.deadline), ms(x.at), ms(x.in)}
+	flag := "0"
+	if x.expireArchive {
+		flag = "1"
+	}
+	return []string{x.id, x.typ, x.payload, ms(x.maxRetry), ms(x.timeout), ms(x.deadline), ms(x.at), ms(x.in),
+		ms(x.expireAt), ms(x.expireIn), flag, ms(x.retention), x.unique, ms(x.uniqueTTL)}
+}
+
+// rec is the record enqueue writes for x at enqueued, given its resolved
+// expire_at (expireAt, or enqueued + expireIn).
+func (x task) rec(enqueued int64) rec {
+	exp := x.expireAt
+	if x.expireIn > 0 {
+		exp = enqueued + x.expireIn
+	}
+	var onExp int64
+	if x.expireArchive {
+		onExp = 1
+	}
+	return rec{maxRetry: x.maxRetry, timeout: x.timeout, deadline: x.deadline, expireAt: exp,
+		retention: x.retention, enqueued: enqueued, onExpiry: onExp, typ: x.typ, unique: x.unique, payload: x.payload}
 }
 
 // enqArgs is the ARGV of enqueue for tasks.

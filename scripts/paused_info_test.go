@@ -59,7 +59,7 @@ func TestSetPaused(t *testing.T) {
 func queueInfo(t *testing.T, env *scripttest.Env) map[string]int64 {
 	t.Helper()
 	arr, ok := mustRun(t, env, "queue-info").([]any)
-	names := []string{"pending", "scheduled", "active", "archived", "paused", "processed", "failed", "retried", "archived_total"}
+	names := []string{"pending", "scheduled", "active", "archived", "completed", "paused", "processed", "failed", "retried", "archived_total", "expired"}
 	if !ok || len(arr) != 2*len(names) {
 		t.Fatalf("queue-info reply %#v, want %d name/value pairs", arr, len(names))
 	}
@@ -79,8 +79,8 @@ func queueInfo(t *testing.T, env *scripttest.Env) map[string]int64 {
 
 func TestQueueInfo(t *testing.T) {
 	env := scripttest.New(t)
-	zero := map[string]int64{"pending": 0, "scheduled": 0, "active": 0, "archived": 0, "paused": 0,
-		"processed": 0, "failed": 0, "retried": 0, "archived_total": 0}
+	zero := map[string]int64{"pending": 0, "scheduled": 0, "active": 0, "archived": 0, "completed": 0, "paused": 0,
+		"processed": 0, "failed": 0, "retried": 0, "archived_total": 0, "expired": 0}
 	unchanged(t, env, func() {
 		if d := cmp.Diff(zero, queueInfo(t, env)); d != "" {
 			t.Errorf("empty queue (-want +got):\n%s", d)
@@ -91,14 +91,14 @@ func TestQueueInfo(t *testing.T) {
 	hset(t, env, "meta", "archive_max", "1")
 	mustRun(t, env, "enqueue", enqArgs(tk("a"), tk("b"), tk("c"), tk("d"), tk("e"), tk("f"), task{id: "s", typ: "t", in: 100000})...)
 	dequeue(t, env, 5, 1000, 0, 0, 0) // a1 b2 c3 d4 e5; f pending
-	mustRun(t, env, "complete", "a", "1", "0", "0", "0")
+	mustRun(t, env, "complete", "a", "1", "", "0", "0", "0")
 	mustRun(t, env, "retry-or-archive", "b", "2", "x", "500", "0") // retry
 	mustRun(t, env, "retry-or-archive", "c", "3", "x", "0", "1")   // archived
 	mustRun(t, env, "retry-or-archive", "d", "4", "x", "0", "1")   // archived, c trimmed
 	mustRun(t, env, "set-paused", "1")
 	unchanged(t, env, func() {
-		want := map[string]int64{"pending": 1, "scheduled": 2, "active": 1, "archived": 1, "paused": 1,
-			"processed": 1, "failed": 3, "retried": 1, "archived_total": 2}
+		want := map[string]int64{"pending": 1, "scheduled": 2, "active": 1, "archived": 1, "completed": 0, "paused": 1,
+			"processed": 1, "failed": 3, "retried": 1, "archived_total": 2, "expired": 0}
 		if d := cmp.Diff(want, queueInfo(t, env)); d != "" {
 			t.Errorf("queue-info (-want +got):\n%s", d)
 		}

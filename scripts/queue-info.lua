@@ -7,10 +7,11 @@
 --   scheduled  zset: task id -> due time (Unix ms)
 --   active     zset: task id -> lease deadline (Unix ms)
 --   archived   zset: task id -> archived at (Unix ms)
---   stats      hash: counters (processed, failed, retried, archived)
+--   completed  zset: task id -> when its retention ends (Unix ms)
+--   stats      hash: counters (processed, failed, retried, archived, expired)
 -- ARGV:
--- REPLY: array of name, integer pairs: pending, scheduled, active, archived, paused (0/1),
---     processed, failed, retried, archived_total
+-- REPLY: array of name, integer pairs: pending, scheduled, active, archived, completed (retained),
+--     paused (0/1), processed, failed, retried, archived_total, expired
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(1)
 -- @include args
@@ -21,7 +22,7 @@ local stop = precheck()
 if stop then
   return stop
 end
-local counters = redis.call('HMGET', K.stats, 'processed', 'failed', 'retried', 'archived')
+local counters = redis.call('HMGET', K.stats, 'processed', 'failed', 'retried', 'archived', 'expired')
 local function num(v)
   if v then return v + 0 end
   return 0
@@ -31,9 +32,11 @@ return {
   'scheduled', redis.call('ZCARD', K.scheduled),
   'active', redis.call('ZCARD', K.active),
   'archived', redis.call('ZCARD', K.archived),
+  'completed', redis.call('ZCARD', K.completed),
   'paused', redis.call('HEXISTS', K.meta, 'paused'),
   'processed', num(counters[1]),
   'failed', num(counters[2]),
   'retried', num(counters[3]),
   'archived_total', num(counters[4]),
+  'expired', num(counters[5]),
 }

@@ -13,8 +13,11 @@
 --   tokens     hash: task id -> fencing token of its current lease
 --   archived   zset: task id -> archived at (Unix ms)
 --   errors     hash: task id -> last error message
---   stats      hash: counters (processed, failed, retried, archived)
+--   stats      hash: counters (processed, failed, retried, archived, expired)
 --   wake       list idle workers block on
+--   expiry     zset: task id -> expire-at (Unix ms), for tasks with an expiry not yet started
+--   unique     hash: unique key -> id of the task holding it
+--   unique_ttl zset: unique key -> end of the hold (Unix ms)
 -- ARGV:
 --   id          string  task id
 --   token       int     fencing token of the lease

@@ -4,8 +4,10 @@
 -- bounds come from the meta hash fields 'archive_max' (count) and
 -- 'archive_age_ms' (age), with the defaults below. Trimming removes a task's
 -- id and every field of it (record, last error) in the same call.
--- Uses K.meta, K.tasks, K.archived, K.errors, K.stats.
+-- Uses K.meta, K.tasks, K.archived, K.errors, K.stats, K.expiry and what
+-- lib/unique uses.
 -- @include util
+-- @include unique
 
 local ARCHIVE_MAX_DEFAULT = 10000
 local ARCHIVE_AGE_MS_DEFAULT = 2592000000 -- 30 days
@@ -43,8 +45,13 @@ local function trim_archive(now)
 end
 
 -- archive_task moves a task (already out of pending/scheduled/active) into the
--- archive with its last error message, counts it, and trims the archive.
-local function archive_task(id, now, message)
+-- archive with its last error message, counts it, frees its unique key and
+-- expiry entry (archived is a terminal state), and trims the archive.
+local function archive_task(id, r, now, message)
+  unique_release(id, r.unique)
+  if r.expire_at > 0 then
+    redis.call('ZREM', K.expiry, id)
+  end
   redis.call('ZADD', K.archived, fmt(now), id)
   redis.call('HSET', K.errors, id, message)
   redis.call('HINCRBY', K.stats, 'archived', 1)

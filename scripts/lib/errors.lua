@@ -10,6 +10,7 @@ local ERR_CONFLICT = 'LQ_CONFLICT'      -- a task with that id already exists
 local ERR_NOTFOUND = 'LQ_NOTFOUND'      -- no task with that id in the expected state
 local ERR_LEASE_LOST = 'LQ_LEASE_LOST'  -- the fencing token is not the task's current lease
 local ERR_SCHEMA = 'LQ_SCHEMA'          -- the queue holds data of a newer schema than this bundle
+local ERR_NOT_OWNER = 'LQ_NOT_OWNER'    -- the janitor lock is not held under that owner token
 
 -- err_reply builds the error reply for code and a human-readable message.
 local function err_reply(code, msg)

@@ -19,7 +19,7 @@ local function fail_task(id, r, now, message, backoff_ms, skip)
   redis.call('HINCRBY', K.stats, 'failed', 1)
   local due = now + backoff_ms
   if skip or r.retried >= r.max_retry or (r.deadline > 0 and due >= r.deadline) then
-    archive_task(id, now, message)
+    archive_task(id, r, now, message)
     return 'archived', now
   end
   r.retried = r.retried + 1

@@ -5,12 +5,13 @@
 -- K.tokens: id -> fencing token). Tokens come from the meta field 'fence',
 -- which only grows, so a token once replaced never becomes valid again.
 -- Uses K.meta, K.tasks, K.pending, K.scheduled, K.active, K.tokens, K.wake,
--- and what lib/archive uses.
+-- and what lib/archive and lib/expire use.
 -- @include errors
 -- @include util
 -- @include record
 -- @include archive
 -- @include wake
+-- @include expire
 
 -- promote_due moves up to limit scheduled tasks whose due time has come to
 -- the tail of pending, earliest first. Returns how many moved.
@@ -50,7 +51,8 @@ end
 -- and leases each for lease_ms, and returns the dequeue reply:
 --   {leased, next_due_in_ms, paused, then per leased task:
 --    id, token, type, payload, retried, max_retry, timeout_ms, deadline_ms, lease_until_ms}
--- A task whose deadline has passed is archived instead of leased. When
+-- A task whose expiry has passed is expired (lib/expire) and one whose
+-- deadline has passed is archived, instead of being leased. When
 -- pending tasks remain, it signals the wake list so another idle worker runs.
 local function lease_tasks(now, count, lease_ms, promote_limit)
   if redis.call('HEXISTS', K.meta, 'paused') == 1 then
@@ -72,10 +74,19 @@ local function lease_tasks(now, count, lease_ms, promote_limit)
     local s = records[i]
     if s then
       local r = record_decode(s)
-      if r.deadline > 0 and r.deadline <= now then
+      if r.expire_at > 0 and r.expire_at <= now then
+        expire_task(id, r, now)
+      elseif r.deadline > 0 and r.deadline <= now then
         redis.call('HINCRBY', K.stats, 'failed', 1)
-        archive_task(id, now, 'deadline exceeded before the task started')
+        archive_task(id, r, now, 'deadline exceeded before the task started')
       else
+        if r.expire_at > 0 then
+          -- Started in time: the expiry no longer applies, also if the task
+          -- comes back through a retry, a requeue or a reclaimed lease.
+          redis.call('ZREM', K.expiry, id)
+          r.expire_at = 0
+          redis.call('HSET', K.tasks, id, record_encode(r))
+        end
         local token = top - #ids + i
         leased = leased + 1
         active[#active + 1] = fmt(lease_until)

@@ -1,0 +1,73 @@
+-- luaq script: clean
+-- One bounded janitor pass over a queue, allowed only to the holder of the
+-- janitor lock (see janitor-lock). In order: reclaims expired leases as
+-- failed runs ('lease expired'), expires tasks not started before their
+-- expiry, trims the archive by age and count, deletes completed tasks whose
+-- retention has ended, and frees unique keys whose TTL has passed. Each step
+-- handles at most limit items; the reply says whether more remain, and the
+-- janitor calls again until nothing does.
+--
+-- KEYS:
+--   meta       queue meta hash
+--   tasks      hash: task id -> task record
+--   pending    list of ready task ids
+--   scheduled  zset: task id -> due time (Unix ms)
+--   active     zset: task id -> lease deadline (Unix ms)
+--   tokens     hash: task id -> fencing token of its current lease
+--   archived   zset: task id -> archived at (Unix ms)
+--   errors     hash: task id -> last error message
+--   stats      hash: counters
+--   wake       list idle workers block on
+--   expiry     zset: task id -> expire-at (Unix ms)
+--   unique     hash: unique key -> id of the task holding it
+--   unique_ttl zset: unique key -> end of the hold (Unix ms)
+--   completed  zset: task id -> when its retention ends (Unix ms)
+--   results    hash: task id -> result bytes
+--   lock       string: the janitor lock's owner token
+-- ARGV:
+--   owner               string  the caller's owner token; must hold the lock
+--   limit               int     most items per step, 1..1000
+--   reclaim_backoff_ms  int     delay before a reclaimed task runs again, ms, 0..31536000000
+-- REPLY: array: reclaimed, expired, retention_deleted, unique_freed, more (1 = call again, 0 = done)
+-- ERRORS: LQ_BADARG LQ_NOT_OWNER LQ_SCHEMA
+-- COST: O(limit * log N) per step, plus at most 100000 list elements scanned to pull expired ids out of pending
+-- @include args
+-- @include schema
+-- @include fail
+-- @include expire
+-- @include unique
+
+arg_count(3)
+local owner = arg_name(ARGV[1], 'owner', 128)
+local limit = arg_int(ARGV[2], 'limit', 1, 1000)
+local backoff = arg_int(ARGV[3], 'reclaim_backoff_ms', 0, 31536000000)
+local stop = precheck()
+if stop then
+  return stop
+end
+if redis.call('GET', K.lock) ~= owner then
+  return err_reply(ERR_NOT_OWNER, 'the janitor lock is not held by ' .. owner)
+end
+
+-- sweep_retained deletes up to limit completed tasks whose retention ended.
+local function sweep_retained(now)
+  local ids = redis.call('ZRANGEBYSCORE', K.completed, '-inf', fmt(now), 'LIMIT', 0, limit)
+  if #ids > 0 then
+    redis.call('ZREM', K.completed, unpack(ids))
+    redis.call('HDEL', K.tasks, unpack(ids))
+    redis.call('HDEL', K.results, unpack(ids))
+  end
+  return #ids
+end
+
+local now = now_ms()
+local reclaimed = reclaim_expired(now, limit, backoff)
+local expired, more_expired = sweep_expired(now, limit)
+local more_archive = trim_archive(now)
+local retained = sweep_retained(now)
+local freed = unique_sweep(now, limit)
+local more = 0
+if reclaimed == limit or more_expired == 1 or more_archive == 1 or retained == limit or freed == limit then
+  more = 1
+end
+return {reclaimed, expired, retained, freed, more}
