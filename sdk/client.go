@@ -12,6 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// enqueueGroup is the number of enqueue arguments per task (scripts/enqueue.lua).
+const enqueueGroup = 14
+
 // MaxBatch is the most tasks one EnqueueBatch call takes (one atomic script call).
 const MaxBatch = 1000
 
@@ -62,7 +65,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, queue string, tasks []NewTask
 	if len(tasks) == 0 || len(tasks) > MaxBatch {
 		return nil, fmt.Errorf("luaq: enqueue: %d tasks in one batch, want 1..%d", len(tasks), MaxBatch)
 	}
-	args := make([]string, 0, 1+8*len(tasks))
+	args := make([]string, 0, 1+enqueueGroup*len(tasks))
 	args = append(args, strconv.Itoa(len(tasks)))
 	infos := make([]*TaskInfo, len(tasks))
 	for i, t := range tasks {
@@ -76,6 +79,11 @@ func (c *Client) EnqueueBatch(ctx context.Context, queue string, tasks []NewTask
 		infos[i] = &TaskInfo{
 			Queue: queue, Type: t.Type, Payload: t.Payload,
 			MaxRetry: o.maxRetry, Timeout: time.Duration(timeoutMs) * time.Millisecond, Deadline: msTime(deadlineMs),
+			Retention: time.Duration(ceilMs(o.retention)) * time.Millisecond, UniqueKey: o.uniqueKey,
+		}
+		expireArchive := "0"
+		if o.archiveOnExpiry {
+			expireArchive = "1"
 		}
 		args = append(args,
 			o.id, t.Type, string(t.Payload),
@@ -84,6 +92,12 @@ func (c *Client) EnqueueBatch(ctx context.Context, queue string, tasks []NewTask
 			deadlineArg,
 			unixMs(o.processAt),
 			strconv.FormatInt(ceilMs(o.processIn), 10),
+			unixMs(o.expireAt),
+			strconv.FormatInt(ceilMs(o.expireIn), 10),
+			expireArchive,
+			strconv.FormatInt(ceilMs(o.retention), 10),
+			o.uniqueKey,
+			strconv.FormatInt(ceilMs(o.uniqueTTL), 10),
 		)
 	}
 	v, err := c.loader.Run(ctx, q, "enqueue", args...)
@@ -163,12 +177,14 @@ type QueueInfo struct {
 	Scheduled int64 // scheduled tasks and tasks waiting for a retry
 	Active    int64
 	Archived  int64
+	Completed int64 // completed tasks kept for their retention period
 	Paused    bool
 	// Lifetime counters.
 	Processed     int64
 	Failed        int64
 	Retried       int64
 	ArchivedTotal int64
+	Expired       int64
 }
 
 // QueueInfo reads the sizes and counters of queue.
@@ -190,6 +206,7 @@ func (c *Client) QueueInfo(ctx context.Context, queue string) (*QueueInfo, error
 		"pending": &info.Pending, "scheduled": &info.Scheduled, "active": &info.Active,
 		"archived": &info.Archived, "processed": &info.Processed, "failed": &info.Failed,
 		"retried": &info.Retried, "archived_total": &info.ArchivedTotal,
+		"completed": &info.Completed, "expired": &info.Expired,
 	}
 	for i := 0; i < len(pairs); i += 2 {
 		name, err1 := loader.String(pairs[i])

@@ -3,14 +3,13 @@ package sdk
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/luaq/luaq/internal/keys"
 )
 
 // TestEnqueueReturnsWhatWasStored checks every field of the TaskInfo an
@@ -35,6 +34,15 @@ func TestEnqueueReturnsWhatWasStored(t *testing.T) {
 		wantMaxRetry int
 		wantTimeout  time.Duration
 		wantDeadline time.Time
+		// The lifecycle options: wantExpireIn is expire_at - EnqueuedAt
+		// unless wantExpireAt is set; wantUniqueTTL is how long after the
+		// enqueue the unique key's hold ends.
+		wantExpireIn  time.Duration
+		wantExpireAt  time.Time
+		wantOnExpiry  int64
+		wantRetention time.Duration
+		wantUnique    string
+		wantUniqueTTL time.Duration
 	}{
 		{name: "generated id, pending", payload: "hello", wantID: "1", wantState: "pending", wantMaxRetry: DefaultMaxRetry},
 		{
@@ -51,6 +59,25 @@ func TestEnqueueReturnsWhatWasStored(t *testing.T) {
 		{name: "ProcessIn 0 is now", opts: []Option{ProcessIn(0)}, wantID: "1", wantState: "pending", wantMaxRetry: DefaultMaxRetry},
 		{name: "ProcessAt in the future", opts: []Option{ProcessAt(future), MaxRetry(0)}, wantID: "1", wantState: "scheduled", wantAt: future},
 		{name: "ProcessAt in the past is ready now", opts: []Option{ProcessAt(past)}, wantID: "1", wantState: "pending", wantMaxRetry: DefaultMaxRetry},
+		{
+			// Colons in the unique key and the payload: the key is
+			// length-prefixed, so neither can be mistaken for a separator.
+			name: "expiry, archive on expiry, retention, unique key", payload: "pay:load",
+			opts:   []Option{ExpireIn(90 * time.Second), ArchiveOnExpiry(), Retention(2 * time.Minute), Unique("user:7:welcome", time.Hour)},
+			wantID: "1", wantState: "pending", wantMaxRetry: DefaultMaxRetry,
+			wantExpireIn: 90 * time.Second, wantOnExpiry: 1, wantRetention: 2 * time.Minute,
+			wantUnique: "user:7:welcome", wantUniqueTTL: time.Hour,
+		},
+		{
+			name: "ExpireAt after ProcessIn, deleted on expiry", opts: []Option{ProcessIn(time.Minute), ExpireAt(future)},
+			wantID: "1", wantState: "scheduled", wantDelay: time.Minute, wantMaxRetry: DefaultMaxRetry, wantExpireAt: future,
+		},
+		{
+			name:   "sub-ms expiry, retention and unique TTL round up to whole ms",
+			opts:   []Option{ExpireIn(1500 * time.Microsecond), Retention(1500 * time.Microsecond), Unique("k", 1500*time.Microsecond)},
+			wantID: "1", wantState: "pending", wantMaxRetry: DefaultMaxRetry,
+			wantExpireIn: 2 * time.Millisecond, wantRetention: 2 * time.Millisecond, wantUnique: "k", wantUniqueTTL: 2 * time.Millisecond,
+		},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +101,7 @@ func TestEnqueueReturnsWhatWasStored(t *testing.T) {
 				ID: tc.wantID, Queue: queue, Type: "email", Payload: []byte(tc.payload),
 				MaxRetry: tc.wantMaxRetry, Timeout: tc.wantTimeout, Deadline: tc.wantDeadline,
 				State: tc.wantState, EnqueuedAt: info.EnqueuedAt, ProcessAt: wantAt,
+				Retention: tc.wantRetention, UniqueKey: tc.wantUnique,
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("TaskInfo (-want +got):\n%s", diff)
@@ -92,19 +120,48 @@ func TestEnqueueReturnsWhatWasStored(t *testing.T) {
 					t.Errorf("scheduled %v, pending %v: want %s due at %d", s.scheduled, s.pending, info.ID, info.ProcessAt.UnixMilli())
 				}
 			}
-			rec := s.tasks[info.ID]
-			fields := strings.SplitN(rec, ":", 9)
-			if len(fields) != 9 {
-				t.Fatalf("record %q: want 8 numbers then type and payload", rec)
+			rec, err := decodeRecord(s.tasks[info.ID])
+			if err != nil {
+				t.Fatal(err)
 			}
 			dl := int64(0)
 			if !tc.wantDeadline.IsZero() {
 				dl = tc.wantDeadline.UnixMilli()
 			}
-			wantRec := []string{"0", strconv.Itoa(tc.wantMaxRetry), strconv.FormatInt(tc.wantTimeout.Milliseconds(), 10),
-				strconv.FormatInt(dl, 10), "0", "0", strconv.FormatInt(info.EnqueuedAt.UnixMilli(), 10), "5", "email" + tc.payload}
-			if diff := cmp.Diff(wantRec, fields); diff != "" {
+			expireAt := int64(0)
+			switch {
+			case !tc.wantExpireAt.IsZero():
+				expireAt = tc.wantExpireAt.UnixMilli()
+			case tc.wantExpireIn > 0:
+				expireAt = info.EnqueuedAt.Add(tc.wantExpireIn).UnixMilli()
+			}
+			wantRec := storedRecord{
+				Retried: 0, MaxRetry: int64(tc.wantMaxRetry), Timeout: tc.wantTimeout.Milliseconds(), Deadline: dl,
+				ExpireAt: expireAt, Retention: tc.wantRetention.Milliseconds(), Enqueued: info.EnqueuedAt.UnixMilli(),
+				OnExpiry: tc.wantOnExpiry, Type: "email", Unique: tc.wantUnique, Payload: tc.payload,
+			}
+			if diff := cmp.Diff(wantRec, rec); diff != "" {
 				t.Errorf("stored record (-want +got):\n%s", diff)
+			}
+
+			// The expiry index and the unique-key hold match the record.
+			q, _ := keys.ForQueue(queue)
+			if expireAt > 0 {
+				if at, err := f.rdb.ZScore(ctx, q.Key("expiry"), info.ID).Result(); err != nil || int64(at) != expireAt {
+					t.Errorf("expiry index holds %s at %v (%v), want %d", info.ID, at, err, expireAt)
+				}
+			} else if n := f.rdb.Exists(ctx, q.Key("expiry")).Val(); n != 0 {
+				t.Errorf("expiry index exists for a task without expiry")
+			}
+			if tc.wantUnique != "" {
+				holder := f.rdb.HGet(ctx, q.Key("unique"), tc.wantUnique).Val()
+				until, err := f.rdb.ZScore(ctx, q.Key("unique_ttl"), tc.wantUnique).Result()
+				if holder != info.ID || err != nil || int64(until) != info.EnqueuedAt.Add(tc.wantUniqueTTL).UnixMilli() {
+					t.Errorf("unique key %q held by %q until %v (%v), want %s until %d", tc.wantUnique, holder, until, err,
+						info.ID, info.EnqueuedAt.Add(tc.wantUniqueTTL).UnixMilli())
+				}
+			} else if n := f.rdb.Exists(ctx, q.Key("unique"), q.Key("unique_ttl")).Val(); n != 0 {
+				t.Errorf("unique keys exist for a task without a unique key")
 			}
 		})
 	}

@@ -11,7 +11,8 @@ import (
 var (
 	// ErrBadArg reports an argument the bundle rejected; nothing was written.
 	ErrBadArg = loader.ErrBadArg
-	// ErrConflict reports an enqueue whose task id already exists.
+	// ErrConflict reports an enqueue whose task id already exists or whose
+	// unique key a live task holds, or the deletion of a running task.
 	ErrConflict = loader.ErrConflict
 	// ErrNotFound reports a task that does not exist in the expected state.
 	ErrNotFound = loader.ErrNotFound

@@ -18,6 +18,11 @@ func (w *Worker) extendLoop() {
 		select {
 		case <-t.C:
 			w.extendAll()
+			ctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration/3)
+			if err := w.heartbeat(ctx); err != nil {
+				w.log.Warn("luaq: heartbeat failed", "err", err)
+			}
+			cancel()
 		case <-w.extendStop:
 			return
 		}

@@ -301,9 +301,12 @@ func TestScriptFlushMidRunLosesNothing(t *testing.T) {
 		}
 		return tr.handler(ctx, task)
 	})
-	runWorker(t, w)
+	stop := runWorker(t, w)
 	ids := enqueuePlanned(t, c, tr, queue, n, rand.New(rand.NewPCG(3, 4)))
 	waitTerminal(t, c, queue, n, 2*time.Minute)
+	// Stop the worker first: a running worker's registration (workers,
+	// worker_info) is not residue; it must be gone once the worker stopped.
+	stop()
 	if flushes.Load() < 3 {
 		t.Fatalf("only %d script flushes happened", flushes.Load())
 	}
@@ -333,11 +336,12 @@ func TestServerRestartMidRunLosesNothing(t *testing.T) {
 		time.Sleep(200 * time.Microsecond)
 		return tr.handler(ctx, task)
 	})
-	runWorker(t, w)
+	stop := runWorker(t, w)
 	ids := enqueuePlanned(t, c, tr, queue, n, rand.New(rand.NewPCG(5, 6)))
 	waitFor(t, time.Minute, "a third of the tasks to start", func() bool { return started.Load() > n/3 })
 	srv.Restart(t)
 	waitTerminal(t, c, queue, n, 2*time.Minute)
+	stop() // its registration goes with it (see TestScriptFlushMidRunLosesNothing)
 	// A restart may cut a reply after the server applied the call; the task
 	// then runs again once its lease is reclaimed. Nothing may be lost.
 	checkOutcomes(t, rdb, tr, queue, ids, true)

@@ -18,7 +18,14 @@ type taskOptions struct {
 	deadline  time.Time
 	processAt time.Time
 	processIn time.Duration
-	err       error
+	expireAt  time.Time
+	expireIn  time.Duration
+	// archiveOnExpiry archives an expired task instead of deleting it.
+	archiveOnExpiry bool
+	retention       time.Duration
+	uniqueKey       string
+	uniqueTTL       time.Duration
+	err             error
 }
 
 func (o *taskOptions) fail(format string, args ...any) {
@@ -92,6 +99,60 @@ func ProcessIn(d time.Duration) Option {
 	}
 }
 
+// ExpireIn drops the task if no worker has started it within d of the
+// enqueue (measured on the Redis server's clock). Unlike Timeout (how long a
+// started run may take) and Deadline (when a run must have finished), expiry
+// concerns only tasks that never started: they are discarded unseen, counted
+// as expired, or archived with ArchiveOnExpiry.
+func ExpireIn(d time.Duration) Option {
+	return func(o *taskOptions) {
+		if d <= 0 {
+			o.fail("luaq: ExpireIn(%s) is not positive", d)
+		}
+		o.expireIn = d
+	}
+}
+
+// ExpireAt is ExpireIn with an absolute instant.
+func ExpireAt(t time.Time) Option {
+	return func(o *taskOptions) {
+		if t.IsZero() {
+			o.fail("luaq: ExpireAt is the zero time")
+		}
+		o.expireAt = t
+	}
+}
+
+// ArchiveOnExpiry archives a task that expires before it starts (with the
+// error "expired") instead of deleting it.
+func ArchiveOnExpiry() Option {
+	return func(o *taskOptions) { o.archiveOnExpiry = true }
+}
+
+// Retention keeps a completed task (its record and the result its handler set
+// with Task.SetResult) readable for d; then the janitor deletes it. Without
+// it, completion deletes every byte of the task at once.
+func Retention(d time.Duration) Option {
+	return func(o *taskOptions) {
+		if d <= 0 {
+			o.fail("luaq: Retention(%s) is not positive", d)
+		}
+		o.retention = d
+	}
+}
+
+// Unique makes the enqueue fail with ErrConflict while another live task
+// holds key. The task holds key until it completes, is archived, expires or
+// is deleted, or until ttl passes, whichever comes first.
+func Unique(key string, ttl time.Duration) Option {
+	return func(o *taskOptions) {
+		if key == "" || ttl <= 0 {
+			o.fail("luaq: Unique needs a key and a positive TTL")
+		}
+		o.uniqueKey, o.uniqueTTL = key, ttl
+	}
+}
+
 func buildOptions(opts []Option) (taskOptions, error) {
 	o := taskOptions{maxRetry: DefaultMaxRetry}
 	for _, opt := range opts {
@@ -99,6 +160,9 @@ func buildOptions(opts []Option) (taskOptions, error) {
 	}
 	if o.err == nil && !o.processAt.IsZero() && o.processIn > 0 {
 		o.fail("luaq: ProcessAt and ProcessIn cannot both be set")
+	}
+	if o.err == nil && !o.expireAt.IsZero() && o.expireIn > 0 {
+		o.fail("luaq: ExpireAt and ExpireIn cannot both be set")
 	}
 	return o, o.err
 }

@@ -105,13 +105,22 @@ func (w *Worker) invoke(ctx context.Context, h Handler, t *Task) (err error) {
 	return err
 }
 
-// complete records a success and, when allowed, leases the next task.
+// maxResult is the largest result a handler may set (complete's limit).
+const maxResult = 16 << 20
+
+// complete records a success and, when allowed, leases the next task. A
+// result over maxResult cannot be stored: the run fails and the task is
+// archived, since running it again would produce the same result.
 func (w *Worker) complete(r *running) *Task {
+	if n := len(r.task.result); n > maxResult {
+		w.fail(r, fmt.Errorf("result of %d bytes exceeds the %d-byte limit: %w", n, maxResult, ErrSkipRetry), 0)
+		return nil
+	}
 	next := w.chainNext
 	if w.isStopping() {
 		next = "0"
 	}
-	v, err := w.ack(r, "complete", r.task.ID, r.task.token, next, w.leaseArg,
+	v, err := w.ack(r, "complete", r.task.ID, r.task.token, string(r.task.result), next, w.leaseArg,
 		strconv.Itoa(w.cfg.PromoteLimit))
 	if err != nil {
 		w.logAckError("complete", r, err)

@@ -24,10 +24,16 @@ type Task struct {
 	// context enforces it.
 	Deadline time.Time
 
+	result     []byte
 	token      string
 	q          *workerQueue
 	leaseUntil time.Time // server clock, as told by the lease reply
 }
+
+// SetResult records bytes that stay readable with the completed task for its
+// retention period (see the Retention option). It is kept only when the
+// handler returns nil and the task has a retention period.
+func (t *Task) SetResult(b []byte) { t.result = append([]byte(nil), b...) }
 
 // TaskInfo describes a task as it was stored by an enqueue.
 type TaskInfo struct {
@@ -45,6 +51,10 @@ type TaskInfo struct {
 	// ProcessAt is when the task becomes ready (equal to EnqueuedAt for a
 	// pending task).
 	ProcessAt time.Time
+	// Retention is how long the task stays readable after completing.
+	Retention time.Duration
+	// UniqueKey is the unique key the task holds ("" = none).
+	UniqueKey string
 }
 
 func msTime(ms int64) time.Time {

@@ -78,6 +78,9 @@ type WorkerConfig struct {
 	Backoff BackoffFunc
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// JanitorInterval is how often the worker's built-in janitor cleans its
+	// queues (see Janitor). Default 2s; negative disables it.
+	JanitorInterval time.Duration
 }
 
 func (c *WorkerConfig) normalize() error {
@@ -102,6 +105,7 @@ func (c *WorkerConfig) normalize() error {
 	setDefault(&c.ShutdownTimeout, 10*time.Second)
 	setDefault(&c.MaxIdleWait, 30*time.Second)
 	setDefault(&c.ReclaimBackoff, time.Second)
+	setDefault(&c.JanitorInterval, 2*time.Second)
 	if c.LeaseDuration < 30*time.Millisecond {
 		return fmt.Errorf("lease duration %s is too short (min 30ms)", c.LeaseDuration)
 	}
@@ -183,6 +187,13 @@ type Worker struct {
 	extendStop chan struct{}
 	extendDone chan struct{}
 
+	id        string // registration id, "<host>:<pid>:<random>"
+	host      string
+	startedAt time.Time
+
+	janitorStop context.CancelFunc // nil when the janitor is disabled
+	janitorDone chan struct{}
+
 	waiter     redis.UniversalClient // blocking waits only; nil = use rdb
 	waitGroups [][]string            // wake keys BLPOPed together
 	waitBusy   []bool                // guarded by mu
@@ -214,6 +225,9 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*Worker, error) {
 		wakeCh:     make(chan struct{}, 1),
 		waitEnded:  make(chan struct{}, 1),
 		ready:      make(chan struct{}),
+	}
+	if w.id, w.host, err = newWorkerID(); err != nil {
+		return nil, fmt.Errorf("luaq: %w", err)
 	}
 	for name, weight := range cfg.Queues {
 		q, _ := keys.ForQueue(name) // validated by normalize
@@ -265,7 +279,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
 		return fmt.Errorf("luaq: worker start: %w", err)
 	}
+	w.startedAt = time.Now()
+	if err := w.heartbeat(ctx); err != nil {
+		w.startErr = err
+		close(w.ready)
+		w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
+		return fmt.Errorf("luaq: worker start: %w", err)
+	}
 	w.setupWaiters()
+	if err := w.startJanitor(); err != nil {
+		w.startErr = err
+		close(w.ready)
+		w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
+		return fmt.Errorf("luaq: worker start: %w", err)
+	}
 	go w.extendLoop()
 	go w.fetchLoop()
 	close(w.ready)
@@ -331,7 +358,48 @@ func (w *Worker) shutdown(ctx context.Context) {
 	}
 	close(w.extendStop)
 	<-w.extendDone
+	w.deregister()
+	w.stopJanitor()
+	if w.waiter != nil {
+		_ = w.waiter.Close()
+	}
 	close(w.done)
+}
+
+// startJanitor starts the worker's built-in janitor over its queues, unless
+// JanitorInterval is negative.
+func (w *Worker) startJanitor() error {
+	w.janitorDone = make(chan struct{})
+	if w.cfg.JanitorInterval < 0 {
+		close(w.janitorDone)
+		return nil
+	}
+	names := make([]string, len(w.queues))
+	for i, q := range w.queues {
+		names[i] = q.name
+	}
+	j, err := newJanitor(w.loader, JanitorConfig{
+		Queues: names, Interval: w.cfg.JanitorInterval,
+		ReclaimBackoff: w.cfg.ReclaimBackoff, Logger: w.log,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.janitorStop = cancel
+	go func() {
+		defer close(w.janitorDone)
+		_ = j.Run(ctx)
+	}()
+	return nil
+}
+
+// stopJanitor stops the built-in janitor and waits for its round to end.
+func (w *Worker) stopJanitor() {
+	if w.janitorStop != nil {
+		w.janitorStop()
+	}
+	<-w.janitorDone
 }
 
 // abandonInflight requeues every task whose handler is still running and

@@ -996,7 +996,8 @@ func TestLeaseLostFencing(t *testing.T) {
 				var args []string
 				switch script {
 				case "complete":
-					args = []string{info.ID, aTask.token, "0", "0", "0"}
+					// id, token, result, next_count, lease_ms, promote_limit
+					args = []string{info.ID, aTask.token, "", "0", "0", "0"}
 				case "retry-or-archive":
 					args = []string{info.ID, aTask.token, "stale", "0", "0"}
 				case "extend":

@@ -1,0 +1,108 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/luaq/luaq/internal/redistest"
+)
+
+// TestArchivedTasksRunAgainOrDelete archives tasks, runs one again (it
+// completes, retry count reset) and deletes the other with all its data.
+func TestArchivedTasksRunAgainOrDelete(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c, _ := NewClient(rdb)
+	ctx := context.Background()
+	var mu sync.Mutex
+	fail := map[string]bool{"a": true, "b": true}
+	w, err := NewWorker(rdb, WorkerConfig{Queues: map[string]int{"adm": 1}, Logger: (&logCapture{}).logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 4)
+	w.HandleFunc("job", func(ctx context.Context, task *Task) error {
+		mu.Lock()
+		failing := fail[task.ID]
+		mu.Unlock()
+		if failing {
+			done <- "failed " + task.ID
+			return ErrSkipRetry
+		}
+		if task.Retried != 0 {
+			done <- "retry count not reset for " + task.ID
+			return nil
+		}
+		done <- "ok " + task.ID
+		return nil
+	})
+	runWorker(t, w)
+	for _, id := range []string{"a", "b"} {
+		if _, err := c.Enqueue(ctx, "adm", "job", nil, ID(id), MaxRetry(5)); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+	}
+	waitFor(t, 5*time.Second, "two archived tasks", func() bool {
+		info, err := c.QueueInfo(ctx, "adm")
+		return err == nil && info.Archived == 2
+	})
+	mu.Lock()
+	fail["a"] = false
+	mu.Unlock()
+	if err := c.RunArchived(ctx, "adm", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; got != "ok a" {
+		t.Fatalf("after RunArchived: %s", got)
+	}
+	if err := c.RunArchived(ctx, "adm", "a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RunArchived of a task no longer archived: %v, want ErrNotFound", err)
+	}
+	state, err := c.DeleteTask(ctx, "adm", "b")
+	if err != nil || state != "archived" {
+		t.Fatalf("DeleteTask = %q, %v", state, err)
+	}
+	if _, err := c.DeleteTask(ctx, "adm", "b"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second DeleteTask: %v, want ErrNotFound", err)
+	}
+	waitTerminal(t, c, "adm", 3, 5*time.Second)
+	for _, role := range []string{"tasks", "errors", "archived", "pending"} {
+		if n, _ := rdb.Exists(ctx, "luaq:{adm}:"+role).Result(); n != 0 {
+			t.Errorf("luaq:{adm}:%s left", role)
+		}
+	}
+}
+
+// TestArchiveBounds checks that SetArchiveBounds caps the archive, deleting
+// the oldest archived tasks' data.
+func TestArchiveBounds(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c, _ := NewClient(rdb)
+	ctx := context.Background()
+	if err := c.SetArchiveBounds(ctx, "bnd", ArchiveBounds{MaxTasks: 3, MaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetArchiveBounds(ctx, "bnd", ArchiveBounds{MaxTasks: -1, MaxAge: time.Hour}); err == nil {
+		t.Error("negative MaxTasks accepted")
+	}
+	w, _ := NewWorker(rdb, WorkerConfig{Queues: map[string]int{"bnd": 1}, Logger: (&logCapture{}).logger()})
+	w.HandleFunc("job", func(ctx context.Context, task *Task) error { return ErrSkipRetry })
+	runWorker(t, w)
+	for i := 0; i < 10; i++ {
+		if _, err := c.Enqueue(ctx, "bnd", "job", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info := waitTerminal(t, c, "bnd", 10, 10*time.Second)
+	if info.Archived != 3 || info.ArchivedTotal != 10 {
+		t.Errorf("archive holds %d (total archived %d), want 3 (10)", info.Archived, info.ArchivedTotal)
+	}
+	if n, _ := rdb.HLen(ctx, "luaq:{bnd}:tasks").Result(); n != 3 {
+		t.Errorf("tasks hash holds %d records, want only the 3 archived ones", n)
+	}
+}

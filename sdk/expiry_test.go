@@ -1,0 +1,219 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestExpiry checks ExpireIn / ExpireAt: a task that no worker has started
+// by its expiry is dropped unseen (or archived with the error "expired" under
+// ArchiveOnExpiry) and counted in QueueInfo.Expired, whether the janitor or a
+// dequeue meets it first.
+//
+// Expiry is not Timeout and not Deadline (both tested in worker_test.go):
+//   - Expiry bounds how long a task may WAIT to start. It is "not worth
+//     starting any more": the handler never runs, the task is not a failure
+//     (no failed or retried count), it is just dropped. Once a worker has
+//     started the task in time, its expiry no longer applies, however long
+//     the run takes.
+//   - Timeout bounds ONE RUN, measured from the moment the handler starts:
+//     the handler's context is cancelled, the run fails and is retried
+//     (TestTaskTimeout). It says nothing about how long a task may wait.
+//   - Deadline is an instant by which a RUN MUST HAVE FINISHED: it cancels a
+//     run still going at that instant and archives the task as a failure,
+//     never retried; a task still waiting at its deadline is archived as a
+//     failure too, not expired (TestTaskDeadline).
+func TestExpiry(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+
+	t.Run("pending task with no worker is deleted by the janitor", func(t *testing.T) {
+		const queue = "exp-pending"
+		q := queueKeys(t, queue)
+		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
+		info := f.enqueue(t, queue, "job", ExpireIn(150*time.Millisecond))
+		if at, err := f.rdb.ZScore(ctx, q.Key("expiry"), info.ID).Result(); err != nil || int64(at) != info.EnqueuedAt.Add(150*time.Millisecond).UnixMilli() {
+			t.Fatalf("expiry index: %v (%v), want %s at enqueue + 150ms", at, err, info.ID)
+		}
+		// Not expired yet: the janitor leaves it alone.
+		if rep := cleanOnce(t, j); rep.Expired != 0 || f.rdb.LLen(ctx, q.Key("pending")).Val() != 1 {
+			t.Fatalf("janitor before the expiry: %+v, pending %d; want nothing expired", rep, f.rdb.LLen(ctx, q.Key("pending")).Val())
+		}
+		waitServerPast(t, f.rdb, info.EnqueuedAt.Add(150*time.Millisecond))
+		if rep := cleanOnce(t, j); rep.Expired != 1 {
+			t.Fatalf("janitor after the expiry: %+v, want Expired 1", rep)
+		}
+		s := mustReadQueue(t, f.rdb, queue)
+		if len(s.pending) != 0 || len(s.tasks) != 0 || len(s.errors) != 0 || len(s.archived) != 0 {
+			t.Errorf("after expiry: pending %v tasks %v errors %v archived %v; want all empty", s.pending, s.tasks, s.errors, s.archived)
+		}
+		if n := f.rdb.Exists(ctx, q.Key("expiry")).Val(); n != 0 {
+			t.Errorf("expiry index still exists")
+		}
+		qi := f.queueInfo(t, queue)
+		if qi.Expired != 1 || qi.Pending != 0 || qi.Archived != 0 || qi.ArchivedTotal != 0 || qi.Failed != 0 || qi.Processed != 0 {
+			t.Errorf("QueueInfo %+v: want Expired 1 and nothing else", qi)
+		}
+		if msg := onlyBookkeeping(dump(t, f.rdb), queue); msg != "" {
+			t.Error(msg)
+		}
+	})
+
+	t.Run("ArchiveOnExpiry archives it with the error expired", func(t *testing.T) {
+		const queue = "exp-archive"
+		q := queueKeys(t, queue)
+		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
+		info, err := f.c.Enqueue(ctx, queue, "job", []byte("kept"), ExpireIn(150*time.Millisecond), ArchiveOnExpiry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitServerPast(t, f.rdb, info.EnqueuedAt.Add(150*time.Millisecond))
+		if rep := cleanOnce(t, j); rep.Expired != 1 {
+			t.Fatalf("janitor: %+v, want Expired 1", rep)
+		}
+		s := mustReadQueue(t, f.rdb, queue)
+		if !slices.Equal(s.archived, []string{info.ID}) || s.errors[info.ID] != "expired" || len(s.pending) != 0 {
+			t.Errorf("archived %v errors %v pending %v; want %s archived with error \"expired\"", s.archived, s.errors, s.pending, info.ID)
+		}
+		if rec, err := decodeRecord(s.tasks[info.ID]); err != nil || rec.Payload != "kept" || rec.Retried != 0 {
+			t.Errorf("archived record %+v (%v): want the original task, payload kept", rec, err)
+		}
+		if n := f.rdb.Exists(ctx, q.Key("expiry")).Val(); n != 0 {
+			t.Errorf("expiry index still exists")
+		}
+		qi := f.queueInfo(t, queue)
+		if qi.Expired != 1 || qi.Archived != 1 || qi.ArchivedTotal != 1 || qi.Failed != 0 {
+			t.Errorf("QueueInfo %+v: want Expired 1, Archived 1, ArchivedTotal 1, no failure", qi)
+		}
+		if msg := onlyBookkeeping(dump(t, f.rdb), queue, "archived", "errors", "tasks"); msg != "" {
+			t.Error(msg)
+		}
+	})
+
+	t.Run("scheduled task never picked up expires", func(t *testing.T) {
+		const queue = "exp-scheduled"
+		q := queueKeys(t, queue)
+		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
+		info := f.enqueue(t, queue, "job", ProcessIn(50*time.Millisecond), ExpireIn(150*time.Millisecond))
+		if info.State != "scheduled" {
+			t.Fatalf("state %s, want scheduled", info.State)
+		}
+		waitServerPast(t, f.rdb, info.EnqueuedAt.Add(150*time.Millisecond))
+		if rep := cleanOnce(t, j); rep.Expired != 1 {
+			t.Fatalf("janitor: %+v, want Expired 1", rep)
+		}
+		s := mustReadQueue(t, f.rdb, queue)
+		if len(s.scheduled) != 0 || len(s.pending) != 0 || len(s.tasks) != 0 {
+			t.Errorf("scheduled %v pending %v tasks %v; want all empty", s.scheduled, s.pending, s.tasks)
+		}
+		if n := f.rdb.Exists(ctx, q.Key("expiry")).Val(); n != 0 {
+			t.Errorf("expiry index still exists")
+		}
+		if qi := f.queueInfo(t, queue); qi.Expired != 1 || qi.Scheduled != 0 {
+			t.Errorf("QueueInfo %+v: want Expired 1, nothing scheduled", qi)
+		}
+		if msg := onlyBookkeeping(dump(t, f.rdb), queue); msg != "" {
+			t.Error(msg)
+		}
+	})
+
+	t.Run("a worker that meets an expired task at dequeue never runs it", func(t *testing.T) {
+		const queue = "exp-dequeue"
+		q := queueKeys(t, queue)
+		stale := f.enqueue(t, queue, "job", ExpireIn(150*time.Millisecond))
+		staleSched := f.enqueue(t, queue, "job", ProcessIn(50*time.Millisecond), ExpireIn(150*time.Millisecond))
+		waitServerPast(t, f.rdb, staleSched.EnqueuedAt.Add(150*time.Millisecond))
+		fresh := f.enqueue(t, queue, "job") // behind both in FIFO order
+		// No janitor: the dequeue alone must drop the expired tasks.
+		w, _ := newTestWorker(t, f.rdb, WorkerConfig{Queues: map[string]int{queue: 1}, JanitorInterval: -1})
+		var mu sync.Mutex
+		var ran []string
+		freshDone := make(chan struct{})
+		w.HandleFunc("job", func(ctx context.Context, task *Task) error {
+			mu.Lock()
+			ran = append(ran, task.ID)
+			mu.Unlock()
+			if task.ID == fresh.ID {
+				close(freshDone)
+			}
+			return nil
+		})
+		runWorker(t, w)
+		recv(t, freshDone, 3*time.Second, "the fresh task to run")
+		waitFor(t, 2*time.Second, "the expired tasks to be dropped", func() bool {
+			return f.queueInfo(t, queue).Expired == 2
+		})
+		mu.Lock()
+		got := slices.Clone(ran)
+		mu.Unlock()
+		if !slices.Equal(got, []string{fresh.ID}) {
+			t.Errorf("handler ran %v, want only %s (not the expired %s, %s)", got, fresh.ID, stale.ID, staleSched.ID)
+		}
+		s := mustReadQueue(t, f.rdb, queue)
+		if len(s.tasks) != 0 || len(s.pending) != 0 || len(s.scheduled) != 0 || s.stat("failed") != 0 || s.stat("processed") != 1 {
+			t.Errorf("tasks %v pending %v scheduled %v stats %v; want the expired tasks gone, 1 processed, no failure", s.tasks, s.pending, s.scheduled, s.stats)
+		}
+		if n := f.rdb.Exists(ctx, q.Key("expiry")).Val(); n != 0 {
+			t.Errorf("expiry index still exists")
+		}
+	})
+
+	t.Run("a task started before its expiry runs to the end", func(t *testing.T) {
+		const queue = "exp-started"
+		w, _ := newTestWorker(t, f.rdb, WorkerConfig{Queues: map[string]int{queue: 1}, JanitorInterval: 20 * time.Millisecond})
+		started := make(chan struct{})
+		w.HandleFunc("job", func(ctx context.Context, task *Task) error {
+			close(started)
+			// Outlive the expiry by far while the janitor runs.
+			select {
+			case <-time.After(400 * time.Millisecond):
+				return nil
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		})
+		runWorker(t, w)
+		f.enqueue(t, queue, "job", ExpireIn(150*time.Millisecond))
+		recv(t, started, 2*time.Second, "the task to start")
+		waitFor(t, 3*time.Second, "the task to complete", func() bool { return f.queueInfo(t, queue).Processed == 1 })
+		if qi := f.queueInfo(t, queue); qi.Expired != 0 || qi.Failed != 0 {
+			t.Errorf("QueueInfo %+v: want the started task completed, not expired", qi)
+		}
+	})
+
+	t.Run("a retry of a task started in time is not expired", func(t *testing.T) {
+		// ExpireIn's contract: expiry concerns only tasks that never
+		// started. A run that fails after the task started in time is
+		// retried like any other, even when the retry is due after the
+		// original expiry.
+		const queue = "exp-retry"
+		w, _ := newTestWorker(t, f.rdb, WorkerConfig{Queues: map[string]int{queue: 1}, JanitorInterval: -1})
+		var mu sync.Mutex
+		runs := 0
+		w.HandleFunc("job", func(ctx context.Context, task *Task) error {
+			mu.Lock()
+			defer mu.Unlock()
+			runs++
+			if runs == 1 {
+				return errors.New("first run fails")
+			}
+			return nil
+		}, WithBackoff(constBackoff(300*time.Millisecond)))
+		runWorker(t, w)
+		f.enqueue(t, queue, "job", ExpireIn(150*time.Millisecond), MaxRetry(1))
+		waitFor(t, 3*time.Second, "the task to finish", func() bool {
+			qi := f.queueInfo(t, queue)
+			return qi.Processed+qi.Expired+qi.ArchivedTotal == 1
+		})
+		mu.Lock()
+		n := runs
+		mu.Unlock()
+		if qi := f.queueInfo(t, queue); n != 2 || qi.Processed != 1 || qi.Expired != 0 {
+			t.Errorf("handler ran %d times, QueueInfo %+v: want 2 runs, the retry completed, nothing expired", n, qi)
+		}
+	})
+}
