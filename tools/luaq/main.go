@@ -46,6 +46,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "demo", summary: "enqueue and process a mix of tasks end to end, then check that none was lost", run: demoCommand},
+		{name: "janitor", summary: "clean queues: expired leases and tasks, archive and retention trims, dead workers", run: janitorCommand},
 	}
 }
 
