@@ -18,21 +18,21 @@ import (
 // new queue); archiving and the janitor's trim apply them.
 func TestConfigure(t *testing.T) {
 	env := scripttest.New(t)
-	if got := mustRun(t, env, "configure", "2", "60000"); got != int64(1) {
+	if got := mustRun(t, env, "configure", "2", "60000", "30"); got != int64(1) {
 		t.Fatalf("configure = %#v, want 1", got)
 	}
 	checkSnapshot(t, env, keyspace.Snapshot{
-		key("meta"): hashV("schema", "1", "archive_max", "2", "archive_age_ms", "60000"),
+		key("meta"): hashV("schema", "1", "archive_max", "2", "archive_age_ms", "60000", "stats_days", "30"),
 	})
 	// Bounds at both ends are accepted, and overwrite.
-	mustRun(t, env, "configure", "10000000", "3153600000000")
-	mustRun(t, env, "configure", "0", "1")
+	mustRun(t, env, "configure", "10000000", "3153600000000", "3650")
+	mustRun(t, env, "configure", "0", "1", "1")
 	checkSnapshot(t, env, keyspace.Snapshot{
-		key("meta"): hashV("schema", "1", "archive_max", "0", "archive_age_ms", "1"),
+		key("meta"): hashV("schema", "1", "archive_max", "0", "archive_age_ms", "1", "stats_days", "1"),
 	})
 
 	env = scripttest.New(t)
-	mustRun(t, env, "configure", "2", "60000")
+	mustRun(t, env, "configure", "2", "60000", "30")
 	a := func(id string) task { return task{id: id, typ: "t", payload: "p-" + id} } // no retries
 	mustRun(t, env, "enqueue", enqArgs(a("a1"), a("a2"), a("a3"), a("a4"))...)
 	dequeue(t, env, 4, 600000, 0, 0, 0) // tokens 1..4
@@ -63,7 +63,7 @@ func TestConfigure(t *testing.T) {
 	want[key("tasks")].Hash["a4"] = a("a4").rec(epochMS).enc()
 	checkKeys(t, env, want, "archived", "tasks", "errors")
 	// A lower bound is not applied by configure itself...
-	mustRun(t, env, "configure", "1", "60000")
+	mustRun(t, env, "configure", "1", "60000", "30")
 	checkKeys(t, env, want, "archived", "tasks", "errors")
 	// ...but by the janitor's next trim.
 	acquire(t, env, "j1", 600000)
@@ -72,15 +72,15 @@ func TestConfigure(t *testing.T) {
 	want[key("tasks")].Hash["a4"] = a("a4").rec(epochMS).enc()
 	checkKeys(t, env, want, "archived", "tasks", "errors")
 	// The age bound: a3 (archived at epoch+2) is older than 50 ms at epoch+53.
-	mustRun(t, env, "configure", "100", "50")
+	mustRun(t, env, "configure", "100", "50", "30")
 	advance(env, 50) // now epoch+53
 	clean(t, env, "j1", 100, 0)
 	want = keyspace.Snapshot{key("tasks"): hashV("a4", a("a4").rec(epochMS).enc())}
 	checkKeys(t, env, want, "archived", "tasks", "errors")
 	// archive_max 0: an archived task is deleted at once, but still counted.
-	mustRun(t, env, "configure", "0", "60000")
+	mustRun(t, env, "configure", "0", "60000", "30")
 	checkOutcome(t, mustRun(t, env, "retry-or-archive", "a4", "4", "e-a4", "0", "0"), "archived", nowMS(env))
-	checkKeys(t, env, keyspace.Snapshot{key("stats"): hashV("failed", "4", "archived", "4")}, "archived", "tasks", "errors", "stats")
+	checkKeys(t, env, keyspace.Snapshot{key("stats"): statsV("failed", "4", "archived", "4")}, "archived", "tasks", "errors", "stats")
 }
 
 // without is snap with every trace of task id removed: its field of every

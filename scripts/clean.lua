@@ -3,9 +3,11 @@
 -- janitor lock (see janitor-lock). In order: reclaims expired leases as
 -- failed runs ('lease expired'), expires tasks not started before their
 -- expiry, trims the archive by age and count, deletes completed tasks whose
--- retention has ended, and frees unique keys whose TTL has passed. Each step
--- handles at most limit items; the reply says whether more remain, and the
--- janitor calls again until nothing does.
+-- retention has ended, frees unique keys whose TTL has passed, and deletes the
+-- per-day stats fields of days older than the queue's 'stats_days' (meta,
+-- default 30; see configure), keeping the lifetime totals. Each step handles
+-- at most limit items; the reply says whether more remain, and the janitor
+-- calls again until nothing does.
 --
 -- KEYS:
 --   meta       queue meta hash
@@ -16,7 +18,7 @@
 --   tokens     hash: task id -> fencing token of its current lease
 --   archived   zset: task id -> archived at (Unix ms)
 --   errors     hash: task id -> last error message
---   stats      hash: counters
+--   stats      hash: counters: totals and <counter>:<day> fields (old day fields are trimmed)
 --   wake       list idle workers block on
 --   expiry     zset: task id -> expire-at (Unix ms)
 --   unique     hash: unique key -> id of the task holding it
@@ -28,14 +30,17 @@
 --   owner               string  the caller's owner token; must hold the lock
 --   limit               int     most items per step, 1..1000
 --   reclaim_backoff_ms  int     delay before a reclaimed task runs again, ms, 0..31536000000
--- REPLY: array: reclaimed, expired, retention_deleted, unique_freed, more (1 = call again, 0 = done)
+-- REPLY: array: reclaimed, expired, retention_deleted, unique_freed, stats_trimmed (day fields deleted),
+--     more (1 = call again, 0 = done)
 -- ERRORS: LQ_BADARG LQ_NOT_OWNER LQ_SCHEMA
--- COST: O(limit * log N) per step, plus at most 100000 list elements scanned to pull expired ids out of pending
+-- COST: O(limit * log N) per step, plus at most 100000 list elements scanned to pull expired ids out of pending,
+--     plus O(S) to read the stats hash (S = its fields: 5 totals + 5 per kept day)
 -- @include args
 -- @include schema
 -- @include fail
 -- @include expire
 -- @include unique
+-- @include stats
 
 arg_count(3)
 local owner = arg_name(ARGV[1], 'owner', 128)
@@ -66,8 +71,10 @@ local expired, more_expired = sweep_expired(now, limit)
 local more_archive = trim_archive(now)
 local retained = sweep_retained(now)
 local freed = unique_sweep(now, limit)
+local trimmed, more_stats = stats_trim(now, limit)
 local more = 0
-if reclaimed == limit or more_expired == 1 or more_archive == 1 or retained == limit or freed == limit then
+if reclaimed == limit or more_expired == 1 or more_archive == 1 or retained == limit or freed == limit
+    or more_stats == 1 then
   more = 1
 end
-return {reclaimed, expired, retained, freed, more}
+return {reclaimed, expired, retained, freed, trimmed, more}

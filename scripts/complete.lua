@@ -17,7 +17,7 @@
 --   tokens     hash: task id -> fencing token of its current lease
 --   archived   zset: task id -> archived at (Unix ms)
 --   errors     hash: task id -> last error message
---   stats      hash: counters (processed, failed, retried, archived, expired)
+--   stats      hash: counters (processed, failed, retried, archived, expired): totals and <counter>:<day> fields
 --   wake       list idle workers block on
 --   expiry     zset: task id -> expire-at (Unix ms), for tasks with an expiry not yet started
 --   unique     hash: unique key -> id of the task holding it
@@ -40,6 +40,7 @@
 -- @include record
 -- @include unique
 -- @include lease
+-- @include stats
 
 arg_count(6)
 local id, token = arg_lease(1)
@@ -62,7 +63,7 @@ local now = now_ms()
 local r = record_decode(stored)
 release_lease(id)
 redis.call('HDEL', K.errors, id)
-redis.call('HINCRBY', K.stats, 'processed', 1)
+stat_incr('processed', now)
 unique_release(id, r.unique)
 if r.retention > 0 then
   redis.call('ZADD', K.completed, fmt(now + r.retention), id)

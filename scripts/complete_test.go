@@ -34,12 +34,12 @@ func TestCompleteDeletesEveryByte(t *testing.T) {
 		key("tasks"):  hashV("b", record(0, 3, 0, 0, epochMS, "t", "p-b")),
 		key("active"): zsetV(zm{"b", epochMS + 1000}),
 		key("tokens"): hashV("b", "2"),
-		key("stats"):  hashV("failed", "1", "retried", "1", "processed", "1"),
+		key("stats"):  statsV("failed", "1", "retried", "1", "processed", "1"),
 	})
 	mustRun(t, env, "complete", "b", "2", "", "0", "2147483647", "1000") // lease_ms and promote_limit unused but valid
 	checkSnapshot(t, env, keyspace.Snapshot{
 		key("meta"):  hashV("schema", "1", "fence", "3"),
-		key("stats"): hashV("failed", "1", "retried", "1", "processed", "2"),
+		key("stats"): statsV("failed", "1", "retried", "1", "processed", "2"),
 	})
 	// A second complete of the same lease is refused.
 	unchanged(t, env, func() {
@@ -69,7 +69,7 @@ func TestCompleteLeaseNext(t *testing.T) {
 		key("pending"): listV("s"),
 		key("active"):  zsetV(zm{"b", now + 5000}, zm{"c", now + 5000}),
 		key("tokens"):  hashV("b", "2", "c", "3"),
-		key("stats"):   hashV("processed", "1"),
+		key("stats"):   statsV("processed", "1"),
 		key("wake"):    wakeV(),
 	})
 	// Lease-next with promote_limit 0 still takes what is pending.
@@ -86,7 +86,7 @@ func TestCompleteLeaseNext(t *testing.T) {
 	checkKeys(t, env, keyspace.Snapshot{
 		key("tasks"):   hashV("d", record(0, 3, 0, 0, now, "t", "p-d")),
 		key("pending"): listV("d"),
-		key("stats"):   hashV("processed", "4"),
+		key("stats"):   statsV("processed", "4"),
 	}, "tasks", "pending", "active", "tokens", "stats")
 }
 

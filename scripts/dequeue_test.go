@@ -144,7 +144,7 @@ func TestDequeuePaused(t *testing.T) {
 		key("pending"):   listV("b"),
 		key("scheduled"): zsetV(zm{"s", epochMS + 10}, zm{"a", now + 60000}),
 		key("errors"):    hashV("a", "lease expired"),
-		key("stats"):     hashV("failed", "1", "retried", "1"),
+		key("stats"):     statsV("failed", "1", "retried", "1"),
 		key("meta"):      hashV("schema", "1", "fence", "1", "paused", "1"),
 	}, "pending", "scheduled", "active", "tokens", "errors", "stats", "meta")
 	unchanged(t, env, func() {
@@ -180,7 +180,7 @@ func TestDequeueArchivesTasksPastDeadline(t *testing.T) {
 		key("tokens"):   hashV("b", "2", "c", "3"),
 		key("archived"): zsetV(zm{"a", now}),
 		key("errors"):   hashV("a", "deadline exceeded before the task started"),
-		key("stats"):    hashV("failed", "1", "archived", "1"),
+		key("stats"):    statsV("failed", "1", "archived", "1"),
 		key("wake"):     wakeV(),
 	})
 
@@ -238,7 +238,7 @@ func TestDequeueReclaimsExpiredLeases(t *testing.T) {
 		key("tokens"):    hashV("c", "3"),
 		key("archived"):  zsetV(zm{"b", now}),
 		key("errors"):    hashV("a", "lease expired", "b", "lease expired"),
-		key("stats"):     hashV("failed", "2", "retried", "1", "archived", "1"),
+		key("stats"):     statsV("failed", "2", "retried", "1", "archived", "1"),
 		key("wake"):      wakeV(),
 	})
 
@@ -288,7 +288,7 @@ func TestDequeueReclaimLimitBound(t *testing.T) {
 		}
 	}
 	checkKeys(t, env, keyspace.Snapshot{
-		key("stats"): hashV("failed", "5", "retried", "5"),
+		key("stats"): statsV("failed", "5", "retried", "5"),
 	}, "stats")
 }
 

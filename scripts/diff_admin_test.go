@@ -72,7 +72,7 @@ func adminScenarios() []dscenario {
 			callErr(codeSchema, "deregister", "w4"),
 		}},
 		{"configure and archive trims", []dstep{
-			call("configure", "2", "60000"),
+			call("configure", "2", "60000", "30"),
 			call("enqueue", enq(once("a1"), once("a2"), once("a3"), once("a4"), once("a5"))...),
 			call("dequeue", deqArgs(5, 30000, 0, 0, 0)...),
 			call("retry-or-archive", "a1", "$token:a1", "e1", "0", "0"),
@@ -80,35 +80,79 @@ func adminScenarios() []dscenario {
 			// The third archived task trims the oldest (a1).
 			{sleep: gap, script: "retry-or-archive", args: []string{"a3", "$token:a3", "e3", "0", "0"}},
 			// A lower bound is applied by the next trim, not by configure.
-			call("configure", "1", "60000"),
+			call("configure", "1", "60000", "30"),
 			call("queue-info"),
 			call("janitor-lock", "acquire", "j1", "60000"),
 			call("clean", "j1", "100", "0"),
 			call("queue-info"), // archived 1: a3
 			{sleep: gap, script: "retry-or-archive", args: []string{"a4", "$token:a4", "e4", "0", "1"}},
 			call("queue-info"), // archived 1: a4 (a3 was the oldest beyond 1)
-			call("configure", "100", "50"),
+			call("configure", "100", "50", "30"),
 			// a4 is now older than 50 ms: the janitor's trim deletes it.
 			{sleep: past, script: "clean", args: []string{"j1", "100", "0"}},
 			call("queue-info"), // archived 0
-			call("configure", "0", "60000"),
+			call("configure", "0", "60000", "30"),
 			// Nothing is kept: a5 is deleted as it is archived.
 			call("retry-or-archive", "a5", "$token:a5", "e5", "0", "0"),
-			call("configure", "10000000", "3153600000000"),
+			call("configure", "10000000", "3153600000000", "3650"),
 			call("janitor-lock", "release", "j1", "0"),
 			call("queue-info"),
-			callErr(codeBadArg, "configure", "-1", "1000"),
-			callErr(codeBadArg, "configure", "10000001", "1000"),
-			callErr(codeBadArg, "configure", "1", "0"),
-			callErr(codeBadArg, "configure", "1", "3153600000001"),
-			callErr(codeBadArg, "configure", "x", "1"),
+			callErr(codeBadArg, "configure", "-1", "1000", "30"),
+			callErr(codeBadArg, "configure", "10000001", "1000", "30"),
+			callErr(codeBadArg, "configure", "1", "0", "30"),
+			callErr(codeBadArg, "configure", "1", "3153600000001", "30"),
+			callErr(codeBadArg, "configure", "x", "1", "30"),
+			callErr(codeBadArg, "configure", "1", "1000", "0"),
+			callErr(codeBadArg, "configure", "1", "1000", "3651"),
+			callErr(codeBadArg, "configure", "1", "1000", "x"),
 			{script: "configure", args: []string{"1"}, direct: true, wantErr: codeBadArg},
+			{script: "configure", args: []string{"1", "1000"}, direct: true, wantErr: codeBadArg},
 			{cmd: []string{"HSET", "$key:meta", "schema", "2"}},
-			callErr(codeSchema, "configure", "1", "1000"),
+			callErr(codeSchema, "configure", "1", "1000", "30"),
+		}},
+		// Per-day stats: every counter lands on today's field beside its
+		// total; daily-stats reads them oldest first with zeros for gaps;
+		// clean deletes day fields older than stats_days and keeps the
+		// totals. Older days are written directly ("$day-N").
+		{"daily stats", []dstep{
+			{script: "daily-stats", args: []string{"3"}, days: dayIdx(3)}, // nothing yet
+			call("configure", "10000", "2592000000", "2"),
+			call("enqueue", enq(
+				once("a"), once("b"), ready("r"),
+				g("e", "t", "pe", "3", "0", "0", "0", "0", "0", "100", "0", "0", "", "0"),
+				g("ea", "t", "pea", "3", "0", "0", "0", "0", "0", "100", "1", "0", "", "0"),
+			)...),
+			call("dequeue", deqArgs(3, 30000, 0, 0, 0)...),
+			call("complete", "a", "$token:a", "", "0", "0", "0"),
+			call("retry-or-archive", "b", "$token:b", "fatal", "0", "0"),
+			call("retry-or-archive", "r", "$token:r", "again", "60000", "0"),
+			// e and ea expired before they started: counted (ea also archived).
+			{sleep: past, script: "dequeue", args: deqArgs(5, 30000, 0, 0, 0), fuzzy: []int{1}},
+			{script: "daily-stats", args: []string{"1"}, days: dayIdx(1)},
+			{cmd: []string{"HSET", "$key:stats", "processed:$day-1", "4", "failed:$day-1", "1",
+				"processed:$day-2", "7", "expired:$day-2", "2", "archived:$day-400", "9"}},
+			{script: "daily-stats", args: []string{"4"}, days: dayIdx(4)},
+			call("queue-info"),
+			call("janitor-lock", "acquire", "j1", "60000"),
+			// stats_days 2 keeps today and yesterday.
+			call("clean", "j1", "100", "0"),
+			{script: "daily-stats", args: []string{"4"}, days: dayIdx(4)},
+			call("configure", "10000", "2592000000", "1"),
+			call("clean", "j1", "1", "0"), // one of yesterday's two fields: more
+			call("clean", "j1", "1", "0"),
+			{script: "daily-stats", args: []string{"3650"}, days: dayIdx(3650)},
+			call("queue-info"),
+			callErr(codeBadArg, "daily-stats", "0"),
+			callErr(codeBadArg, "daily-stats", "3651"),
+			callErr(codeBadArg, "daily-stats", "x"),
+			{script: "daily-stats", args: nil, direct: true, wantErr: codeBadArg},
+			{script: "daily-stats", args: []string{"1", "1"}, direct: true, wantErr: codeBadArg},
+			{cmd: []string{"HSET", "$key:meta", "schema", "2"}},
+			callErr(codeSchema, "daily-stats", "1"),
 		}},
 		// configure on a queue nothing has written yet writes the schema.
 		{"configure a new queue", []dstep{
-			call("configure", "0", "1"),
+			call("configure", "0", "1", "1"),
 			call("queue-info"),
 		}},
 		{"run-archived and delete-task", []dstep{

@@ -13,12 +13,17 @@ package scripts_test
 // in the harness. Durations that depend on elapsed time (next_due_in_ms) are
 // compared with a tolerance. Scenarios only rely on a task being "not due
 // yet" for long delays (a minute), and on "due" after a sleep past the delay.
+// Stats days (lib/stats.lua) are compared relative to each side's today:
+// "$day-N" in arguments is the side's day number minus N, day fields of the
+// stats hash become "<counter>:today-N", and reply indices listed in a
+// step's days become "today-N".
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -55,6 +60,9 @@ type dstep struct {
 	// fuzzy lists top-level reply indices holding elapsed-time-dependent
 	// durations (ms), compared within fuzzTolerance.
 	fuzzy []int
+	// days lists top-level reply indices holding stats day numbers,
+	// compared relative to each side's today.
+	days []int
 	// wantErr, when set, is the error code both sides must return.
 	wantErr string
 }
@@ -204,11 +212,34 @@ func toAny(ss []string) []any {
 
 // ---- resolution and normalisation ----
 
+// dayPlaceholder is "$day" or "$day-N" anywhere in an argument.
+var dayPlaceholder = regexp.MustCompile(`\$day(-[0-9]+)?`)
+
+// relDay renders day relative to today: "today", "today-3", "today+1".
+func relDay(day, today int64) string {
+	switch d := day - today; {
+	case d == 0:
+		return "today"
+	case d > 0:
+		return "today+" + strconv.FormatInt(d, 10)
+	default:
+		return "today" + strconv.FormatInt(d, 10)
+	}
+}
+
 // resolve replaces the placeholders of one argument list for side sd.
 func resolve(t *testing.T, sd side, args []string) []string {
 	t.Helper()
 	out := make([]string, len(args))
 	for i, a := range args {
+		if dayPlaceholder.MatchString(a) {
+			today := dayOf(sd.nowMS())
+			out[i] = dayPlaceholder.ReplaceAllStringFunc(a, func(m string) string {
+				n, _ := strconv.ParseInt(strings.TrimPrefix(m, "$day"), 10, 64) // "" -> 0
+				return strconv.FormatInt(today+n, 10)
+			})
+			continue
+		}
 		switch {
 		case strings.HasPrefix(a, "$now+"):
 			n, err := strconv.ParseInt(strings.TrimPrefix(a, "$now+"), 10, 64)
@@ -262,10 +293,40 @@ func normRecord(s string) string {
 	return strings.Join(f, ":")
 }
 
+// statsDayField is a per-day field of the stats hash.
+var statsDayField = regexp.MustCompile(`^([a-z]+):([0-9]+)$`)
+
+// normDays replaces the day numbers at reply indices idx by their distance
+// from today.
+func normDays(v any, idx []int, today int64) any {
+	arr, ok := v.([]any)
+	if !ok || len(idx) == 0 {
+		return v
+	}
+	arr = slices.Clone(arr)
+	for _, i := range idx {
+		if i < len(arr) {
+			if n, ok := arr[i].(int64); ok {
+				arr[i] = relDay(n, today)
+			}
+		}
+	}
+	return arr
+}
+
+// dayIdx lists the day indices of a daily-stats reply of n days.
+func dayIdx(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = 6 * i
+	}
+	return out
+}
+
 // normSnap renames keys to their role (so queue names may differ between
-// sides), replaces instants, and orders zset members by normalised score and
-// member.
-func normSnap(snap keyspace.Snapshot, q keys.Queue) map[string]keyspace.Value {
+// sides), replaces instants, orders zset members by normalised score and
+// member, and names stats day fields relative to today (the day of nowMS).
+func normSnap(snap keyspace.Snapshot, q keys.Queue, nowMS int64) map[string]keyspace.Value {
 	prefix := q.Key("")
 	out := map[string]keyspace.Value{}
 	for k, v := range snap {
@@ -293,6 +354,17 @@ func normSnap(snap keyspace.Snapshot, q keys.Queue) map[string]keyspace.Value {
 				h := map[string]string{}
 				for f, r := range v.Hash {
 					h[f] = normRecord(r)
+				}
+				v.Hash = h
+			}
+			if role == "stats" {
+				h := map[string]string{}
+				for f, n := range v.Hash {
+					if m := statsDayField.FindStringSubmatch(f); m != nil {
+						day, _ := strconv.ParseInt(m[2], 10, 64)
+						f = m[1] + ":" + relDay(day, dayOf(nowMS))
+					}
+					h[f] = n
 				}
 				v.Hash = h
 			}
@@ -561,7 +633,7 @@ func runScenario(t *testing.T, sc dscenario, sides ...side) {
 				continue
 			}
 			v, errText := sd.call(t, st, args)
-			outs = append(outs, outcome{normReply(v), errText})
+			outs = append(outs, outcome{normDays(normReply(v), st.days, dayOf(sd.nowMS())), errText})
 		}
 		if st.cmd != nil {
 			continue
@@ -588,8 +660,8 @@ func runScenario(t *testing.T, sc dscenario, sides ...side) {
 		if d := cmp.Diff(av, bv); d != "" {
 			t.Errorf("%s: reply differs (-%s +%s):\n%s", label, sides[0].name(), sides[1].name(), d)
 		}
-		ka := normSnap(sides[0].dump(t), sides[0].queue())
-		kb := normSnap(sides[1].dump(t), sides[1].queue())
+		ka := normSnap(sides[0].dump(t), sides[0].queue(), sides[0].nowMS())
+		kb := normSnap(sides[1].dump(t), sides[1].queue(), sides[1].nowMS())
 		if d := cmp.Diff(ka, kb); d != "" {
 			t.Fatalf("%s: keyspace differs (-%s +%s):\n%s", label, sides[0].name(), sides[1].name(), d)
 		}

@@ -86,7 +86,7 @@ func TestRequeue(t *testing.T) {
 		),
 		key("pending"): listV("a", "b", "c"), // at the head
 		key("errors"):  hashV("a", "oops"),
-		key("stats"):   hashV("failed", "1", "retried", "1"),
+		key("stats"):   statsV("failed", "1", "retried", "1"),
 		key("wake"):    wakeV(),
 	})
 	// It runs next, under a new token, with the same retry count.

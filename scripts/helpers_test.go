@@ -33,7 +33,7 @@ const (
 
 // allScripts names every script of the bundle; TestAllScriptsCovered checks
 // the list against the bundle.
-var allScripts = []string{"clean", "complete", "configure", "delete-task", "dequeue", "deregister", "enqueue", "extend",
+var allScripts = []string{"clean", "complete", "configure", "daily-stats", "delete-task", "dequeue", "deregister", "enqueue", "extend",
 	"janitor-lock", "list-workers", "prune-workers", "queue-info", "register", "requeue", "retry-or-archive",
 	"run-archived", "set-paused"}
 
@@ -153,6 +153,30 @@ func hashV(kv ...string) keyspace.Value {
 	}
 	return keyspace.Value{Type: keyspace.TypeHash, Hash: h}
 }
+
+// dayMS is the length of a stats day (lib/stats.lua).
+const dayMS = 86400000
+
+// dayOf is the stats day (days since the Unix epoch, UTC) of an instant in ms.
+func dayOf(msec int64) int64 { return msec / dayMS }
+
+// epochDay is the stats day every env starts in.
+var epochDay = dayOf(epochMS)
+
+// statsOn is the stats hash holding the lifetime totals of counter, count
+// pairs, every one of them counted on day: each total also appears as the
+// day field "<counter>:<day>" (lib/stats.lua).
+func statsOn(day int64, kv ...string) keyspace.Value {
+	v := hashV(kv...)
+	for i := 0; i < len(kv); i += 2 {
+		v.Hash[kv[i]+":"+ms(day)] = kv[i+1]
+	}
+	return v
+}
+
+// statsV is statsOn for the day the env's clock starts in, where every
+// test that does not cross midnight counts.
+func statsV(kv ...string) keyspace.Value { return statsOn(epochDay, kv...) }
 
 // listV is a list value, head first.
 func listV(items ...string) keyspace.Value {

@@ -28,7 +28,7 @@ func acquire(t *testing.T, env *scripttest.Env, owner string, ttl int64) {
 
 // cleanReply is a decoded clean reply.
 type cleanReply struct {
-	Reclaimed, Expired, RetentionDeleted, UniqueFreed, More int64
+	Reclaimed, Expired, RetentionDeleted, UniqueFreed, StatsTrimmed, More int64
 }
 
 // clean runs clean as owner and decodes its reply.
@@ -36,16 +36,16 @@ func clean(t *testing.T, env *scripttest.Env, owner string, limit, backoff int64
 	t.Helper()
 	v := mustRun(t, env, "clean", owner, ms(limit), ms(backoff))
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 5 {
-		t.Fatalf("clean reply %#v, want 5 integers", v)
+	if !ok || len(arr) != 6 {
+		t.Fatalf("clean reply %#v, want 6 integers", v)
 	}
-	n := make([]int64, 5)
+	n := make([]int64, 6)
 	for i, x := range arr {
 		if n[i], ok = x.(int64); !ok {
 			t.Fatalf("clean reply element %d = %#v, want an integer", i, x)
 		}
 	}
-	return cleanReply{n[0], n[1], n[2], n[3], n[4]}
+	return cleanReply{n[0], n[1], n[2], n[3], n[4], n[5]}
 }
 
 func checkClean(t *testing.T, want, got cleanReply) {
@@ -69,6 +69,7 @@ func cleanAll(t *testing.T, env *scripttest.Env, owner string, limit, backoff in
 		sum.Expired += r.Expired
 		sum.RetentionDeleted += r.RetentionDeleted
 		sum.UniqueFreed += r.UniqueFreed
+		sum.StatsTrimmed += r.StatsTrimmed
 		if r.More == 0 {
 			return sum
 		}
@@ -248,7 +249,7 @@ func TestCleanReclaimsExpiredLeases(t *testing.T) {
 		key("tokens"):    hashV("c", "3"),
 		key("archived"):  zsetV(zm{"b", now}),
 		key("errors"):    hashV("a", "lease expired", "b", "lease expired"),
-		key("stats"):     hashV("failed", "2", "retried", "1", "archived", "1"),
+		key("stats"):     statsV("failed", "2", "retried", "1", "archived", "1"),
 		key("wake"):      wakeV(),
 		key("lock"):      lockV("j1"),
 	})
@@ -293,7 +294,7 @@ func TestCleanSweepsExpiredTasks(t *testing.T) {
 		key("tokens"):    hashV("l", "1"),
 		key("archived"):  zsetV(zm{"p2", now}, zm{"s2", now}),
 		key("errors"):    hashV("p2", "expired", "s2", "expired"),
-		key("stats"):     hashV("expired", "4", "archived", "2"),
+		key("stats"):     statsV("expired", "4", "archived", "2"),
 		key("expiry"):    zsetV(zm{"f", epochMS + 1001}, zm{"fs", epochMS + 1001}),
 		key("lock"):      lockV("j1"),
 	})
@@ -595,7 +596,7 @@ func TestCleanLeavesOnlyBookkeeping(t *testing.T) {
 			snap := env.Snapshot(t)
 			checkSnapshot(t, env, keyspace.Snapshot{
 				key("meta"):  hashV("schema", "1", "fence", "7", bound.field, bound.value),
-				key("stats"): hashV("processed", "3", "failed", "3", "archived", "4", "expired", "3"),
+				key("stats"): statsV("processed", "3", "failed", "3", "archived", "4", "expired", "3"),
 				key("wake"):  wakeV(),
 			})
 			for k, v := range snap {

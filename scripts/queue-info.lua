@@ -8,7 +8,7 @@
 --   active     zset: task id -> lease deadline (Unix ms)
 --   archived   zset: task id -> archived at (Unix ms)
 --   completed  zset: task id -> when its retention ends (Unix ms)
---   stats      hash: counters (processed, failed, retried, archived, expired)
+--   stats      hash: counters (processed, failed, retried, archived, expired): totals and <counter>:<day> fields
 -- ARGV:
 -- REPLY: array of name, integer pairs: pending, scheduled, active, archived, completed (retained),
 --     paused (0/1), processed, failed, retried, archived_total, expired

@@ -13,7 +13,7 @@
 --   tokens     hash: task id -> fencing token of its current lease
 --   archived   zset: task id -> archived at (Unix ms)
 --   errors     hash: task id -> last error message
---   stats      hash: counters (processed, failed, retried, archived, expired)
+--   stats      hash: counters (processed, failed, retried, archived, expired): totals and <counter>:<day> fields
 --   wake       list idle workers block on
 --   expiry     zset: task id -> expire-at (Unix ms), for tasks with an expiry not yet started
 --   unique     hash: unique key -> id of the task holding it

@@ -34,7 +34,7 @@ func TestRetryThenArchiveWhenRetriesRunOut(t *testing.T) {
 		key("tasks"):     hashV("a", record(1, 2, 900, 0, epochMS, "t", "pa")),
 		key("scheduled"): zsetV(zm{"a", epochMS + 5100}),
 		key("errors"):    hashV("a", "boom 1"),
-		key("stats"):     hashV("failed", "1", "retried", "1"),
+		key("stats"):     statsV("failed", "1", "retried", "1"),
 		key("wake"):      wakeV(),
 	})
 	// The lease is gone: its token cannot fail the task twice.
@@ -49,7 +49,7 @@ func TestRetryThenArchiveWhenRetriesRunOut(t *testing.T) {
 		key("tasks"):     hashV("a", record(2, 2, 900, 0, epochMS, "t", "pa")),
 		key("scheduled"): zsetV(zm{"a", epochMS + 5100}),
 		key("errors"):    hashV("a", ""),
-		key("stats"):     hashV("failed", "2", "retried", "2"),
+		key("stats"):     statsV("failed", "2", "retried", "2"),
 	}, "tasks", "scheduled", "errors", "stats", "active", "tokens")
 
 	dequeue(t, env, 1, 1000, 1, 0, 0) // token 3, retried 2 = max_retry
@@ -60,7 +60,7 @@ func TestRetryThenArchiveWhenRetriesRunOut(t *testing.T) {
 		key("tasks"):    hashV("a", record(2, 2, 900, 0, epochMS, "t", "pa")),
 		key("archived"): zsetV(zm{"a", epochMS + 5100}),
 		key("errors"):   hashV("a", msg),
-		key("stats"):    hashV("failed", "3", "retried", "2", "archived", "1"),
+		key("stats"):    statsV("failed", "3", "retried", "2", "archived", "1"),
 		key("wake"):     wakeV(),
 	})
 }
@@ -99,11 +99,11 @@ func TestRetryOrArchiveDecisions(t *testing.T) {
 			if tc.wantOut == "retry" {
 				want[key("tasks")] = hashV("a", record(1, tc.x.maxRetry, 0, tc.x.deadline, epochMS, "t", ""))
 				want[key("scheduled")] = zsetV(zm{"a", epochMS + tc.wantWhen})
-				want[key("stats")] = hashV("failed", "1", "retried", "1")
+				want[key("stats")] = statsV("failed", "1", "retried", "1")
 			} else {
 				want[key("tasks")] = hashV("a", rec)
 				want[key("archived")] = zsetV(zm{"a", epochMS + tc.wantWhen})
-				want[key("stats")] = hashV("failed", "1", "archived", "1")
+				want[key("stats")] = statsV("failed", "1", "archived", "1")
 			}
 			checkSnapshot(t, env, want)
 		})
@@ -174,14 +174,14 @@ func TestArchiveTrimByCount(t *testing.T) {
 		),
 		key("archived"): zsetV(zm{"a1", epochMS + 1}, zm{"b0", epochMS + 2}),
 		key("errors"):   hashV("a1", "err a1", "b0", "err b0"),
-		key("stats"):    hashV("failed", "3", "archived", "3"),
+		key("stats"):    statsV("failed", "3", "archived", "3"),
 		key("wake"):     wakeV(),
 	})
 	// archive_max 0 keeps nothing, not even the task just archived.
 	hset(t, env, "meta", "archive_max", "0")
 	archiveN(t, env, "c", 1)
 	checkKeys(t, env, keyspace.Snapshot{
-		key("stats"): hashV("failed", "4", "archived", "4"),
+		key("stats"): statsV("failed", "4", "archived", "4"),
 	}, "tasks", "archived", "errors", "stats")
 }
 
@@ -204,7 +204,7 @@ func TestArchiveTrimByAge(t *testing.T) {
 		),
 		key("archived"): zsetV(zm{"b0", epochMS + 999}, zm{"c0", epochMS + 1000}),
 		key("errors"):   hashV("b0", "err b0", "c0", "err c0"),
-		key("stats"):    hashV("failed", "3", "archived", "3"),
+		key("stats"):    statsV("failed", "3", "archived", "3"),
 		key("wake"):     wakeV(),
 	})
 }

@@ -201,7 +201,7 @@ func TestCompleteRetention(t *testing.T) {
 			}
 			want := keyspace.Snapshot{
 				key("meta"):  hashV("schema", "1", "fence", "2"),
-				key("stats"): hashV("failed", "1", "retried", "1", "processed", "1"),
+				key("stats"): statsV("failed", "1", "retried", "1", "processed", "1"),
 			}
 			if tc.retention > 0 {
 				rec := a.rec(epochMS).started() // leased in time: expire_at 0
@@ -248,7 +248,7 @@ func TestCompleteRetentionLeaseNext(t *testing.T) {
 		key("tokens"):    hashV("b", "2"),
 		key("completed"): zsetV(zm{"a", epochMS + 1000}),
 		key("results"):   hashV("a", "ok"),
-		key("stats"):     hashV("processed", "1"),
+		key("stats"):     statsV("processed", "1"),
 	})
 }
 
@@ -276,13 +276,13 @@ func TestRetryOrArchiveArchivingFreesUnique(t *testing.T) {
 			if outcome == "archived" {
 				want[key("tasks")] = hashV("a", a.rec(epochMS).started().enc())
 				want[key("archived")] = zsetV(zm{"a", epochMS})
-				want[key("stats")] = hashV("failed", "1", "archived", "1")
+				want[key("stats")] = statsV("failed", "1", "archived", "1")
 			} else {
 				r := a.rec(epochMS).started()
 				r.retried = 1
 				want[key("tasks")] = hashV("a", r.enc())
 				want[key("scheduled")] = zsetV(zm{"a", epochMS + 100})
-				want[key("stats")] = hashV("failed", "1", "retried", "1")
+				want[key("stats")] = statsV("failed", "1", "retried", "1")
 				want[key("unique")] = hashV("k", "a")
 				want[key("unique_ttl")] = zsetV(zm{"k", epochMS + 60000})
 				want[key("wake")] = wakeV()

@@ -10,21 +10,87 @@ import (
 	"github.com/luaq/luaq/loader"
 )
 
-// ArchiveBounds are a queue's archive limits: the archive keeps at most
-// MaxTasks tasks, none older than MaxAge; older or excess tasks are deleted
-// with all their data, at archive time and by the janitor.
-type ArchiveBounds struct {
-	MaxTasks int           // default 10,000
-	MaxAge   time.Duration // default 30 days
+// QueueConfig holds a queue's settings, all written by one Configure call.
+// Start from DefaultQueueConfig and change what you need: every field is
+// written, and zero is a meaningful ArchiveMaxTasks (keep no archive).
+type QueueConfig struct {
+	// ArchiveMaxTasks is the most archived tasks kept, 0..10,000,000; the
+	// oldest beyond it are deleted with all their data, at archive time and
+	// by the janitor. Default 10,000.
+	ArchiveMaxTasks int
+	// ArchiveMaxAge is the longest an archived task is kept, more than 0 and
+	// at most 100 years (rounded up to whole ms). Default 30 days.
+	ArchiveMaxAge time.Duration
+	// StatsDays is how many days of per-day stats (DailyStats) are kept,
+	// today included, 1..3650; the janitor deletes older days. The lifetime
+	// totals of QueueInfo are never deleted. Default 30.
+	StatsDays int
 }
 
-// SetArchiveBounds configures queue's archive limits.
-func (c *Client) SetArchiveBounds(ctx context.Context, queue string, b ArchiveBounds) error {
-	if b.MaxTasks < 0 || b.MaxAge <= 0 {
-		return fmt.Errorf("luaq: archive bounds %+v: MaxTasks must be >= 0 and MaxAge > 0", b)
+// DefaultQueueConfig returns the settings a queue has until it is configured.
+func DefaultQueueConfig() QueueConfig {
+	return QueueConfig{ArchiveMaxTasks: 10000, ArchiveMaxAge: 30 * 24 * time.Hour, StatsDays: 30}
+}
+
+// maxArchiveAge is configure's upper bound on archive_age_ms: 100 years.
+const maxArchiveAge = 3153600000000 * time.Millisecond
+
+// Configure writes all of queue's settings at once (see QueueConfig). Lower
+// bounds take effect at the next trim: when a task is archived, or in the
+// janitor's next round.
+func (c *Client) Configure(ctx context.Context, queue string, cfg QueueConfig) error {
+	if cfg.ArchiveMaxTasks < 0 || cfg.ArchiveMaxTasks > 10000000 || cfg.ArchiveMaxAge <= 0 ||
+		cfg.ArchiveMaxAge > maxArchiveAge || cfg.StatsDays < 1 || cfg.StatsDays > MaxStatsDays {
+		return fmt.Errorf("luaq: configure %q: %+v: want ArchiveMaxTasks 0..10000000, ArchiveMaxAge in (0, 100 years], StatsDays 1..%d",
+			queue, cfg, MaxStatsDays)
 	}
-	_, err := c.run(ctx, queue, "configure", strconv.Itoa(b.MaxTasks), strconv.FormatInt(ceilMs(b.MaxAge), 10))
+	_, err := c.run(ctx, queue, "configure", strconv.Itoa(cfg.ArchiveMaxTasks),
+		strconv.FormatInt(ceilMs(cfg.ArchiveMaxAge), 10), strconv.Itoa(cfg.StatsDays))
 	return err
+}
+
+// MaxStatsDays is the most days of per-day stats a queue keeps, and the most
+// one DailyStats call reads.
+const MaxStatsDays = 3650
+
+// DayStats are a queue's counts of one day (UTC, by the Redis server's clock).
+type DayStats struct {
+	Date      time.Time // the day's start, midnight UTC
+	Processed int64     // tasks completed
+	Failed    int64     // failed runs (handler errors, expired leases, deadlines passed before a start)
+	Retried   int64     // failed runs scheduled to run again
+	Archived  int64     // tasks archived
+	Expired   int64     // tasks that expired before they started
+}
+
+// DailyStats returns queue's counts for each of the last days days (1..MaxStatsDays),
+// today included, oldest first. A day without activity, or older than the
+// queue's QueueConfig.StatsDays and already trimmed by the janitor, reads
+// all zeros.
+func (c *Client) DailyStats(ctx context.Context, queue string, days int) ([]DayStats, error) {
+	if days < 1 || days > MaxStatsDays {
+		return nil, fmt.Errorf("luaq: daily-stats %q: %d days, want 1..%d", queue, days, MaxStatsDays)
+	}
+	v, err := c.run(ctx, queue, "daily-stats", strconv.Itoa(days))
+	if err != nil {
+		return nil, err
+	}
+	arr, err := loader.Slice(v)
+	if err != nil || len(arr) != 6*days {
+		return nil, fmt.Errorf("luaq: daily-stats %q: unexpected reply of %d values (%v)", queue, len(arr), err)
+	}
+	out := make([]DayStats, days)
+	for i := range out {
+		var n [6]int64
+		for j := range n {
+			if n[j], err = loader.Int(arr[6*i+j]); err != nil {
+				return nil, fmt.Errorf("luaq: daily-stats %q: %w", queue, err)
+			}
+		}
+		out[i] = DayStats{Date: time.Unix(n[0]*86400, 0).UTC(), Processed: n[1], Failed: n[2],
+			Retried: n[3], Archived: n[4], Expired: n[5]}
+	}
+	return out, nil
 }
 
 // RunArchived moves an archived task back to pending, with its retry count

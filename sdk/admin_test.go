@@ -77,18 +77,34 @@ func TestArchivedTasksRunAgainOrDelete(t *testing.T) {
 	}
 }
 
-// TestArchiveBounds checks that SetArchiveBounds caps the archive, deleting
-// the oldest archived tasks' data.
+// TestArchiveBounds checks that Configure caps the archive, deleting the
+// oldest archived tasks' data.
 func TestArchiveBounds(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	c, _ := NewClient(rdb)
 	ctx := context.Background()
-	if err := c.SetArchiveBounds(ctx, "bnd", ArchiveBounds{MaxTasks: 3, MaxAge: time.Hour}); err != nil {
+	cfg := DefaultQueueConfig()
+	cfg.ArchiveMaxTasks, cfg.ArchiveMaxAge = 3, time.Hour
+	if err := c.Configure(ctx, "bnd", cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetArchiveBounds(ctx, "bnd", ArchiveBounds{MaxTasks: -1, MaxAge: time.Hour}); err == nil {
-		t.Error("negative MaxTasks accepted")
+	for _, bad := range []QueueConfig{
+		{ArchiveMaxTasks: -1, ArchiveMaxAge: time.Hour, StatsDays: 30},
+		{ArchiveMaxTasks: 10000001, ArchiveMaxAge: time.Hour, StatsDays: 30},
+		{ArchiveMaxTasks: 3, ArchiveMaxAge: 0, StatsDays: 30},
+		{ArchiveMaxTasks: 3, ArchiveMaxAge: 101 * 365 * 24 * time.Hour, StatsDays: 30},
+		{ArchiveMaxTasks: 3, ArchiveMaxAge: time.Hour, StatsDays: 0},
+		{ArchiveMaxTasks: 3, ArchiveMaxAge: time.Hour, StatsDays: 3651},
+		{StatsDays: 7}, // not started from DefaultQueueConfig
+	} {
+		if err := c.Configure(ctx, "bnd", bad); err == nil {
+			t.Errorf("Configure(%+v) accepted", bad)
+		}
+	}
+	meta, err := rdb.HGetAll(ctx, "luaq:{bnd}:meta").Result()
+	if err != nil || meta["archive_max"] != "3" || meta["archive_age_ms"] != "3600000" || meta["stats_days"] != "30" {
+		t.Errorf("meta %v (%v): want the first configuration only", meta, err)
 	}
 	w, _ := NewWorker(rdb, WorkerConfig{Queues: map[string]int{"bnd": 1}, Logger: (&logCapture{}).logger()})
 	w.HandleFunc("job", func(ctx context.Context, task *Task) error { return ErrSkipRetry })

@@ -42,7 +42,8 @@ const maxCleanCalls = 100
 
 // Janitor keeps queues clean: it reclaims expired leases, expires tasks not
 // started in time, trims archives, deletes completed tasks whose retention
-// ended, and frees expired unique keys. Any number of janitors may run (every
+// ended, frees expired unique keys, and deletes per-day stats older than
+// each queue's QueueConfig.StatsDays. Any number of janitors may run (every
 // Worker runs one); per queue, a lock with an owner token lets one at a time
 // clean, and each releases the lock as soon as it is done.
 type Janitor struct {
@@ -59,6 +60,7 @@ type JanitorReport struct {
 	Expired          int64 // tasks that expired before they started
 	RetentionDeleted int64 // completed tasks deleted after their retention
 	UniqueFreed      int64 // unique keys whose TTL passed
+	StatsTrimmed     int64 // per-day stats fields older than the queue's StatsDays
 	WorkersPruned    int64 // registrations of workers whose heartbeat lapsed
 	Skipped          int   // queues whose lock another janitor held
 }
@@ -178,10 +180,10 @@ func (j *Janitor) cleanQueue(ctx context.Context, q keys.Queue, rep *JanitorRepo
 			return fmt.Errorf("clean: %w", err)
 		}
 		arr, err := loader.Slice(v)
-		if err != nil || len(arr) != 5 {
+		if err != nil || len(arr) != 6 {
 			return fmt.Errorf("clean: unexpected reply %v", v)
 		}
-		var n [5]int64
+		var n [6]int64
 		for i := range n {
 			if n[i], err = loader.Int(arr[i]); err != nil {
 				return fmt.Errorf("clean: %w", err)
@@ -191,7 +193,8 @@ func (j *Janitor) cleanQueue(ctx context.Context, q keys.Queue, rep *JanitorRepo
 		rep.Expired += n[1]
 		rep.RetentionDeleted += n[2]
 		rep.UniqueFreed += n[3]
-		if n[4] == 0 {
+		rep.StatsTrimmed += n[4]
+		if n[5] == 0 {
 			return nil
 		}
 		if ok, err := j.lock(ctx, q, "renew", j.cfg.LockTTL); err != nil || !ok {

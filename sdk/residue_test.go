@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +87,8 @@ func testNoResidue(t *testing.T, archiveNone bool) {
 	}
 	ctx := context.Background()
 	q := queueKeys(t, queue)
+	// The stats days this run may count on (the local server's clock).
+	firstDay := time.Now().UnixMilli() / 86400000
 	if archiveNone {
 		// Read by scripts/lib/archive.lua on every archive: each archived
 		// task is trimmed (deleted) at once.
@@ -311,16 +314,29 @@ func testNoResidue(t *testing.T, archiveNone bool) {
 	if meta["seq"] != "2100" {
 		t.Errorf("meta seq %q, want 2100: refused enqueues must not use ids", meta["seq"])
 	}
+	// Each counter is a total plus fields "<counter>:<day>" of the days of
+	// this run, which add up to the total.
+	lastDay := time.Now().UnixMilli() / 86400000
 	stats := final[q.Key("stats")].Hash
-	got := map[string]int64{}
+	got, byDay := map[string]int64{}, map[string]int64{}
 	for field, v := range stats {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || !slices.Contains([]string{"processed", "failed", "retried", "archived", "expired"}, field) {
-			t.Errorf("stats field %q = %q: not a counter", field, v)
+		name, dayText, isDay := strings.Cut(field, ":")
+		day, derr := strconv.ParseInt(dayText, 10, 64)
+		if err != nil || !slices.Contains([]string{"processed", "failed", "retried", "archived", "expired"}, name) ||
+			(isDay && (derr != nil || day < firstDay || day > lastDay)) {
+			t.Errorf("stats field %q = %q: not a counter of this run", field, v)
 		}
-		got[field] = n
+		if isDay {
+			byDay[name] += n
+		} else {
+			got[name] = n
+		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("stats (-want +got):\n%s", diff)
+		t.Errorf("stats totals (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, byDay); diff != "" {
+		t.Errorf("stats per day, summed (-want +got):\n%s", diff)
 	}
 }

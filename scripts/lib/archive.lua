@@ -4,10 +4,11 @@
 -- bounds come from the meta hash fields 'archive_max' (count) and
 -- 'archive_age_ms' (age), with the defaults below. Trimming removes a task's
 -- id and every field of it (record, last error) in the same call.
--- Uses K.meta, K.tasks, K.archived, K.errors, K.stats, K.expiry and what
+-- Uses K.meta, K.tasks, K.archived, K.errors, K.stats (lib/stats), K.expiry and what
 -- lib/unique uses.
 -- @include util
 -- @include unique
+-- @include stats
 
 local ARCHIVE_MAX_DEFAULT = 10000
 local ARCHIVE_AGE_MS_DEFAULT = 2592000000 -- 30 days
@@ -54,6 +55,6 @@ local function archive_task(id, r, now, message)
   end
   redis.call('ZADD', K.archived, fmt(now), id)
   redis.call('HSET', K.errors, id, message)
-  redis.call('HINCRBY', K.stats, 'archived', 1)
+  stat_incr('archived', now)
   trim_archive(now)
 end

@@ -2,9 +2,10 @@
 -- started in time. K.expiry indexes them (id -> expire_at, Unix ms) from
 -- enqueue until they are leased or expire, so the janitor finds them in
 -- bounded batches without scanning the queue.
--- Uses K.tasks, K.pending, K.scheduled, K.active, K.errors, K.stats,
+-- Uses K.tasks, K.pending, K.scheduled, K.active, K.errors, K.stats (lib/stats),
 -- K.expiry and what lib/archive and lib/unique use.
 -- @include util
+-- @include stats
 -- @include record
 -- @include unique
 -- @include archive
@@ -20,7 +21,7 @@ local PENDING_SCAN_BUDGET = 100000
 -- of pending or scheduled.
 local function expire_task(id, r, now)
   redis.call('ZREM', K.expiry, id)
-  redis.call('HINCRBY', K.stats, 'expired', 1)
+  stat_incr('expired', now)
   unique_release(id, r.unique)
   if r.on_expiry == 1 then
     archive_task(id, r, now, 'expired')

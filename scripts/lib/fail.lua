@@ -1,9 +1,10 @@
 -- lib/fail: what happens to a task whose run failed (the handler returned an
 -- error, or its lease expired): retry later or archive. Shared by
 -- retry-or-archive and by dequeue's reclaiming of expired leases.
--- Uses K.tasks, K.scheduled, K.errors, K.stats, K.wake and what lib/archive
+-- Uses K.tasks, K.scheduled, K.errors, K.stats (lib/stats), K.wake and what lib/archive
 -- and lib/lease use.
 -- @include util
+-- @include stats
 -- @include record
 -- @include archive
 -- @include wake
@@ -16,7 +17,7 @@
 -- Returns 'retry' or 'archived', and the due time or archive time (Unix ms).
 local function fail_task(id, r, now, message, backoff_ms, skip)
   release_lease(id)
-  redis.call('HINCRBY', K.stats, 'failed', 1)
+  stat_incr('failed', now)
   local due = now + backoff_ms
   if skip or r.retried >= r.max_retry or (r.deadline > 0 and due >= r.deadline) then
     archive_task(id, r, now, message)
@@ -26,7 +27,7 @@ local function fail_task(id, r, now, message, backoff_ms, skip)
   redis.call('HSET', K.tasks, id, record_encode(r))
   redis.call('HSET', K.errors, id, message)
   redis.call('ZADD', K.scheduled, fmt(due), id)
-  redis.call('HINCRBY', K.stats, 'retried', 1)
+  stat_incr('retried', now)
   signal_wake()
   return 'retry', due
 end

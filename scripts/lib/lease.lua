@@ -5,9 +5,11 @@
 -- K.tokens: id -> fencing token). Tokens come from the meta field 'fence',
 -- which only grows, so a token once replaced never becomes valid again.
 -- Uses K.meta, K.tasks, K.pending, K.scheduled, K.active, K.tokens, K.wake,
+-- K.stats (lib/stats: a deadline passed before the start counts a failure)
 -- and what lib/archive and lib/expire use.
 -- @include errors
 -- @include util
+-- @include stats
 -- @include record
 -- @include archive
 -- @include wake
@@ -77,7 +79,7 @@ local function lease_tasks(now, count, lease_ms, promote_limit)
       if r.expire_at > 0 and r.expire_at <= now then
         expire_task(id, r, now)
       elseif r.deadline > 0 and r.deadline <= now then
-        redis.call('HINCRBY', K.stats, 'failed', 1)
+        stat_incr('failed', now)
         archive_task(id, r, now, 'deadline exceeded before the task started')
       else
         if r.expire_at > 0 then

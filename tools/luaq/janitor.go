@@ -98,8 +98,8 @@ func runJanitor(ctx context.Context, cfg janitorConfig, out io.Writer) error {
 			}
 			fmt.Fprintf(out, "round failed: %v\n", err)
 		} else if cfg.Once || rep != (sdk.JanitorReport{}) {
-			fmt.Fprintf(out, "reclaimed=%d expired=%d retention_deleted=%d unique_freed=%d workers_pruned=%d skipped=%d\n",
-				rep.Reclaimed, rep.Expired, rep.RetentionDeleted, rep.UniqueFreed, rep.WorkersPruned, rep.Skipped)
+			fmt.Fprintf(out, "reclaimed=%d expired=%d retention_deleted=%d unique_freed=%d stats_trimmed=%d workers_pruned=%d skipped=%d\n",
+				rep.Reclaimed, rep.Expired, rep.RetentionDeleted, rep.UniqueFreed, rep.StatsTrimmed, rep.WorkersPruned, rep.Skipped)
 		}
 		if cfg.Once {
 			return nil
