@@ -18,13 +18,19 @@ import (
 )
 
 // checkReleased reports (as text, "" when fine) whether queue holds no lease
-// any more and every task in want is pending with its retry count unchanged.
+// and no worker registration any more, and every task in want is pending with
+// its retry count unchanged.
 func checkReleased(ctx context.Context, f *fixture, queue string, want map[string]int) string {
 	s, err := readQueue(ctx, f.rdb, queue)
 	if err != nil {
 		return err.Error()
 	}
 	var problems []string
+	for _, role := range []string{"workers", "worker_info"} {
+		if n, err := f.rdb.Exists(ctx, "luaq:{"+queue+"}:"+role).Result(); err != nil || n != 0 {
+			problems = append(problems, fmt.Sprintf("registration key %s left (%v)", role, err))
+		}
+	}
 	if len(s.active) != 0 || len(s.tokens) != 0 {
 		problems = append(problems, fmt.Sprintf("leases left: active %v, tokens %v", s.active, s.tokens))
 	}
