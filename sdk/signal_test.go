@@ -31,16 +31,33 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runHelperWorker runs a worker on queue "sig" with RunWithSignals, prints
-// "started <id>" when its handler starts, blocks in the handler until its
-// context ends, and prints "stopped" when Run has returned.
+// envWorkerQueue and envWorkerLease override the helper worker's queue
+// ("sig") and lease duration (2s); with envWorkerQueue set its built-in
+// janitor runs every 200ms with a 15-minute lock TTL.
+const (
+	envWorkerQueue = "LUAQ_TEST_WORKER_QUEUE"
+	envWorkerLease = "LUAQ_TEST_WORKER_LEASE"
+)
+
+// runHelperWorker runs a worker with RunWithSignals, prints "started <id>"
+// when its handler starts, blocks in the handler until its context ends, and
+// prints "stopped" when Run has returned.
 func runHelperWorker(addr string) error {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	w, err := NewWorker(rdb, WorkerConfig{
+	cfg := WorkerConfig{
 		Queues: map[string]int{"sig": 1}, LeaseDuration: 2 * time.Second,
 		ShutdownTimeout: 200 * time.Millisecond,
-	})
+	}
+	if q := os.Getenv(envWorkerQueue); q != "" {
+		cfg.Queues = map[string]int{q: 1}
+		cfg.JanitorInterval, cfg.JanitorLockTTL = 200*time.Millisecond, 15*time.Minute
+		cfg.ReclaimBackoff = time.Millisecond
+	}
+	if d, err := time.ParseDuration(os.Getenv(envWorkerLease)); err == nil {
+		cfg.LeaseDuration = d
+	}
+	w, err := NewWorker(rdb, cfg)
 	if err != nil {
 		return err
 	}

@@ -81,6 +81,9 @@ type WorkerConfig struct {
 	// JanitorInterval is how often the worker's built-in janitor cleans its
 	// queues (see Janitor). Default 2s; negative disables it.
 	JanitorInterval time.Duration
+	// JanitorLockTTL is the built-in janitor's lock TTL (see
+	// JanitorConfig.LockTTL). Default 1 minute.
+	JanitorLockTTL time.Duration
 }
 
 func (c *WorkerConfig) normalize() error {
@@ -379,7 +382,7 @@ func (w *Worker) startJanitor() error {
 		names[i] = q.name
 	}
 	j, err := newJanitor(w.loader, JanitorConfig{
-		Queues: names, Interval: w.cfg.JanitorInterval,
+		Queues: names, Interval: w.cfg.JanitorInterval, LockTTL: w.cfg.JanitorLockTTL,
 		ReclaimBackoff: w.cfg.ReclaimBackoff, Logger: w.log,
 	})
 	if err != nil {
