@@ -69,6 +69,7 @@ var validArgs = map[string][]string{
 	"prune-workers":    {"10"},
 	"register":         {"w2", "host=b", "30000"},
 	"run-archived":     {"z"},
+	"task-info":        {"b"},
 }
 
 // with returns a copy of args with args[i] = v.
@@ -570,6 +571,14 @@ func badInputCases() map[string][]badCase {
 			{"run already", ra, codeNotFound, func(t *testing.T, env *scripttest.Env) {
 				mustRun(t, env, "run-archived", ra...)
 			}},
+		},
+		"task-info": {
+			{"no arguments", nil, codeBadArg, nil},
+			{"two arguments", []string{"b", "b"}, codeBadArg, nil},
+			{"id empty", []string{""}, codeBadArg, nil},
+			{"id with space", []string{"b b"}, codeBadArg, nil},
+			{"id of 129 bytes", []string{long129}, codeBadArg, nil},
+			{"unknown id", []string{"nope"}, codeNotFound, nil},
 		},
 	}
 }

@@ -172,6 +172,11 @@ func adminScenarios() []dscenario {
 			call("retry-or-archive", "y", "$token:y", "boom", "0", "0"),
 			call("complete", "c", "$token:c", "res-c", "0", "0", "0"),
 			call("queue-info"),
+			call("task-info", "c"),
+			call("task-info", "x"),
+			call("task-info", "y"),
+			call("task-info", "l"),
+			callErr(codeNotFound, "task-info", "nope"),
 			// z (scheduled) takes x's freed unique key.
 			call("enqueue", enq(g("z", "t", "pz", "0", "0", "0", "0", "60000", "0", "0", "0", "0", "kx", "60000"))...),
 			// x runs again: retry count 0, no error, no unique key.

@@ -11,7 +11,7 @@ func TestLoadEmbeddedBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clean", "complete", "configure", "daily-stats", "delete-task", "dequeue", "deregister", "enqueue", "extend", "janitor-lock", "list-workers", "prune-workers", "queue-info", "register", "requeue", "retry-or-archive", "run-archived", "set-paused"}
+	want := []string{"clean", "complete", "configure", "daily-stats", "delete-task", "dequeue", "deregister", "enqueue", "extend", "janitor-lock", "list-workers", "prune-workers", "queue-info", "register", "requeue", "retry-or-archive", "run-archived", "set-paused", "task-info"}
 	var got []string
 	for _, s := range b.Scripts() {
 		got = append(got, s.Name)

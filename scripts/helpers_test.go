@@ -35,7 +35,7 @@ const (
 // the list against the bundle.
 var allScripts = []string{"clean", "complete", "configure", "daily-stats", "delete-task", "dequeue", "deregister", "enqueue", "extend",
 	"janitor-lock", "list-workers", "prune-workers", "queue-info", "register", "requeue", "retry-or-archive",
-	"run-archived", "set-paused"}
+	"run-archived", "set-paused", "task-info"}
 
 var (
 	bundleOnce sync.Once

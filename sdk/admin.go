@@ -123,3 +123,69 @@ func (c *Client) run(ctx context.Context, queue, script string, args ...string) 
 	}
 	return v, nil
 }
+
+// TaskState is everything stored about one task.
+type TaskState struct {
+	ID    string
+	Queue string
+	// State is "pending", "scheduled", "retry", "active", "archived" or
+	// "completed" (kept for its retention period).
+	State string
+	// StateAt is when the task is due (scheduled, retry), when its lease
+	// ends (active), when it was archived, or when it completed; zero for
+	// pending.
+	StateAt    time.Time
+	Type       string
+	Payload    []byte
+	Retried    int
+	MaxRetry   int
+	Timeout    time.Duration
+	Deadline   time.Time
+	ExpireAt   time.Time // zero once the task has started
+	Retention  time.Duration
+	EnqueuedAt time.Time
+	LastError  string
+	// Result is what the handler passed to Task.SetResult (completed tasks
+	// kept with Retention).
+	Result []byte
+}
+
+// GetTask reads one task. ErrNotFound if queue has no task with that id
+// (completed tasks without retention are gone at once).
+func (c *Client) GetTask(ctx context.Context, queue, id string) (*TaskState, error) {
+	v, err := c.run(ctx, queue, "task-info", id)
+	if err != nil {
+		return nil, err
+	}
+	arr, err := loader.Slice(v)
+	if err != nil || len(arr) != 13 {
+		return nil, fmt.Errorf("luaq: task-info: unexpected reply %v", v)
+	}
+	var str [4]string
+	for i, at := range []int{0, 2, 3, 11} {
+		if str[i], err = loader.String(arr[at]); err != nil {
+			return nil, fmt.Errorf("luaq: task-info: %w", err)
+		}
+	}
+	result, err := loader.String(arr[12])
+	if err != nil {
+		return nil, fmt.Errorf("luaq: task-info: %w", err)
+	}
+	var num [8]int64 // state_at, retried, max_retry, timeout, deadline, expire_at, retention, enqueued
+	for i, at := range []int{1, 4, 5, 6, 7, 8, 9, 10} {
+		if num[i], err = loader.Int(arr[at]); err != nil {
+			return nil, fmt.Errorf("luaq: task-info: %w", err)
+		}
+	}
+	ts := &TaskState{
+		ID: id, Queue: queue, State: str[0], StateAt: msTime(num[0]),
+		Type: str[1], Payload: []byte(str[2]), Retried: int(num[1]), MaxRetry: int(num[2]),
+		Timeout: time.Duration(num[3]) * time.Millisecond, Deadline: msTime(num[4]),
+		ExpireAt: msTime(num[5]), Retention: time.Duration(num[6]) * time.Millisecond,
+		EnqueuedAt: msTime(num[7]), LastError: str[3],
+	}
+	if result != "" {
+		ts.Result = []byte(result)
+	}
+	return ts, nil
+}

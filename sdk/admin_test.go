@@ -122,3 +122,38 @@ func TestArchiveBounds(t *testing.T) {
 		t.Errorf("tasks hash holds %d records, want only the 3 archived ones", n)
 	}
 }
+
+// TestGetTaskReadsARetainedTask checks that a completed task kept with
+// Retention is readable through the SDK: state, result and timings.
+func TestGetTaskReadsARetainedTask(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c, _ := NewClient(rdb)
+	ctx := context.Background()
+	info, err := c.Enqueue(ctx, "get", "job", []byte("in"), ID("g1"), Retention(time.Minute), MaxRetry(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.GetTask(ctx, "get", "g1")
+	if err != nil || st.State != "pending" || string(st.Payload) != "in" || st.MaxRetry != 2 || !st.EnqueuedAt.Equal(info.EnqueuedAt) {
+		t.Fatalf("pending task: %+v, %v", st, err)
+	}
+	w, _ := NewWorker(rdb, WorkerConfig{Queues: map[string]int{"get": 1}, Logger: (&logCapture{}).logger()})
+	w.HandleFunc("job", func(ctx context.Context, task *Task) error {
+		task.SetResult([]byte("out"))
+		return nil
+	})
+	runWorker(t, w)
+	waitTerminal(t, c, "get", 1, 5*time.Second)
+	st, err = c.GetTask(ctx, "get", "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != "completed" || string(st.Result) != "out" || st.Retention != time.Minute ||
+		st.StateAt.Before(st.EnqueuedAt) || time.Since(st.StateAt) > time.Minute {
+		t.Errorf("completed task: %+v", st)
+	}
+	if _, err := c.GetTask(ctx, "get", "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetTask of an unknown id: %v, want ErrNotFound", err)
+	}
+}
