@@ -24,7 +24,7 @@ import (
 // flattened script, so changing it changes every SHA.
 const Version = "0.1.0"
 
-//go:embed *.lua lib/*.lua
+//go:embed *.lua lib/*.lua manifest.json
 var sources embed.FS
 
 // Key is one entry of a script's KEYS, named by its role in the queue.

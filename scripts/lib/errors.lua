@@ -6,7 +6,7 @@
 -- of the error reply and nothing else. The Go loader keeps the same table
 -- (a test compares them).
 local ERR_BADARG = 'LQ_BADARG'          -- an argument is missing, malformed or out of range
-local ERR_CONFLICT = 'LQ_CONFLICT'      -- a task with that id already exists
+local ERR_CONFLICT = 'LQ_CONFLICT'      -- the task id or unique key is taken by a live task, or the task is running
 local ERR_NOTFOUND = 'LQ_NOTFOUND'      -- no task with that id in the expected state
 local ERR_LEASE_LOST = 'LQ_LEASE_LOST'  -- the fencing token is not the task's current lease
 local ERR_SCHEMA = 'LQ_SCHEMA'          -- the queue holds data of a newer schema than this bundle
