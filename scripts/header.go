@@ -39,7 +39,7 @@ func parseHeader(text string) (*Script, error) {
 	if m == nil {
 		return nil, fmt.Errorf("first line must be %q", "-- luaq script: <name>")
 	}
-	s := &Script{Name: m[1]}
+	s := &Script{Name: m[1], Args: []Arg{}}
 	section := "summary"
 	var summary []string
 	repeated := false

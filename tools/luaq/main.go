@@ -47,6 +47,7 @@ func commands() []command {
 	return []command{
 		{name: "demo", summary: "enqueue and process a mix of tasks end to end, then check that none was lost", run: demoCommand},
 		{name: "janitor", summary: "clean queues: expired leases and tasks, archive and retention trims, dead workers", run: janitorCommand},
+		{name: "bundle", summary: "export the Lua bundle and its manifest to a directory, or load it on every node", run: bundleCommand},
 	}
 }
 
