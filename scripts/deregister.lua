@@ -1,7 +1,7 @@
 -- luaq script: deregister
 -- A worker process leaving a queue: removes its registration and gives its
--- in-flight tasks back to the head of pending at once, without counting a
--- retry. Each task is given back only if the worker still holds its lease
+-- in-flight tasks back to the head of pending at once, in the order given,
+-- without counting a retry. Each task is given back only if the worker still holds its lease
 -- (its token is current); others are skipped. Safe to call twice.
 --
 -- KEYS:
@@ -41,8 +41,11 @@ local stop = precheck()
 if stop then
   return stop
 end
+-- Walk the pairs backwards: each LPUSH goes in front of the previous one,
+-- so the tasks reach the head of pending in the order they were given.
 local requeued = 0
-for _, t in ipairs(tasks) do
+for i = #tasks, 1, -1 do
+  local t = tasks[i]
   if not lease_error(t[1], t[2]) then
     release_lease(t[1])
     redis.call('LPUSH', K.pending, t[1])

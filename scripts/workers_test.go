@@ -82,7 +82,7 @@ func TestDeregisterRequeuesInFlight(t *testing.T) {
 		t.Errorf("deregister reply (-want +got):\n%s", d)
 	}
 	after := env.Snapshot(t)
-	if d := cmp.Diff(listV("b", "a", "d"), after[key("pending")]); d != "" {
+	if d := cmp.Diff(listV("a", "b", "d"), after[key("pending")]); d != "" {
 		t.Errorf("pending (-want +got):\n%s", d)
 	}
 	if _, ok := after[key("workers")]; ok {
@@ -99,7 +99,7 @@ func TestDeregisterRequeuesInFlight(t *testing.T) {
 	checkSnapshot(t, env, keyspace.Snapshot{
 		key("meta"):    hashV("schema", "1", "fence", "3"),
 		key("tasks"):   before[key("tasks")],
-		key("pending"): listV("b", "a", "d"),
+		key("pending"): listV("a", "b", "d"),
 		key("active"):  zsetV(zm{"c", epochMS + 1000}),
 		key("tokens"):  hashV("c", tokenOf(t, env, "c")),
 		key("wake"):    wakeV(),
