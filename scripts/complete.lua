@@ -62,7 +62,9 @@ end
 local now = now_ms()
 local r = record_decode(stored)
 release_lease(id)
-redis.call('HDEL', K.errors, id)
+if r.retried > 0 then
+  redis.call('HDEL', K.errors, id) -- only a task that failed before has one
+end
 stat_incr('processed', now)
 unique_release(id, r.unique)
 if r.retention > 0 then

@@ -160,7 +160,7 @@ func loadScript(fsys fs.FS, file string) (*Script, error) {
 	if want := strings.TrimSuffix(file, ".lua"); s.Name != want {
 		return nil, fmt.Errorf("scripts: %s: header names the script %q, want %q", file, s.Name, want)
 	}
-	body, err := flatten(fsys, file, text, map[string]bool{}, nil)
+	body, err := flatten(fsys, file, text)
 	if err != nil {
 		return nil, fmt.Errorf("scripts: %s: %w", file, err)
 	}
@@ -182,21 +182,59 @@ func loadScript(fsys fs.FS, file string) (*Script, error) {
 
 const includePrefix = "-- @include "
 
-// flatten returns text with every include line replaced by the included
-// helper (itself flattened), skipping helpers already included. stack holds
-// the chain of files being expanded, to report include cycles.
-func flatten(fsys fs.FS, file, text string, done map[string]bool, stack []string) (string, error) {
+// flatten returns the script text with its include lines replaced, at the
+// first of them, by the blocks of the included helpers (in dependency order)
+// that the script needs (see pruneLibs).
+func flatten(fsys fs.FS, file, text string) (string, error) {
+	var order []string
+	if err := collectLibs(fsys, file, text, map[string]bool{}, nil, &order); err != nil {
+		return "", err
+	}
+	var blocks []libBlock
+	for _, lib := range order {
+		data, err := fs.ReadFile(fsys, lib)
+		if err != nil {
+			return "", err
+		}
+		bs, err := splitLib(lib, string(data))
+		if err != nil {
+			return "", err
+		}
+		blocks = append(blocks, bs...)
+	}
+	var body strings.Builder
+	placed := false
+	const marker = "\x00LIBS\x00"
+	for _, line := range strings.SplitAfter(text, "\n") {
+		if strings.HasPrefix(strings.TrimRight(line, "\r\n"), includePrefix) {
+			if !placed {
+				body.WriteString(marker)
+				placed = true
+			}
+			continue
+		}
+		body.WriteString(line)
+	}
+	out := body.String()
+	if !placed {
+		return out, nil
+	}
+	return strings.Replace(out, marker, pruneLibs(blocks, strings.Replace(out, marker, "", 1)), 1), nil
+}
+
+// collectLibs appends to order, depth first, every helper that file
+// includes, each once, after the helpers it includes itself. stack holds the
+// chain of files being expanded, to report include cycles.
+func collectLibs(fsys fs.FS, file, text string, done map[string]bool, stack []string, order *[]string) error {
 	for _, f := range stack {
 		if f == file {
-			return "", fmt.Errorf("include cycle: %s -> %s", strings.Join(stack, " -> "), file)
+			return fmt.Errorf("include cycle: %s -> %s", strings.Join(stack, " -> "), file)
 		}
 	}
 	stack = append(stack, file)
-	var out strings.Builder
-	for _, line := range strings.SplitAfter(text, "\n") {
-		trimmed := strings.TrimRight(line, "\r\n")
+	for _, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimRight(line, "\r")
 		if !strings.HasPrefix(trimmed, includePrefix) {
-			out.WriteString(line)
 			continue
 		}
 		name := strings.TrimSpace(strings.TrimPrefix(trimmed, includePrefix))
@@ -206,17 +244,13 @@ func flatten(fsys fs.FS, file, text string, done map[string]bool, stack []string
 		}
 		data, err := fs.ReadFile(fsys, lib)
 		if err != nil {
-			return "", fmt.Errorf("%s includes %q: %w", file, name, err)
+			return fmt.Errorf("%s includes %q: %w", file, name, err)
 		}
-		inner, err := flatten(fsys, lib, string(data), done, stack)
-		if err != nil {
-			return "", err
+		if err := collectLibs(fsys, lib, string(data), done, stack, order); err != nil {
+			return err
 		}
 		done[lib] = true
-		out.WriteString(inner)
-		if !strings.HasSuffix(inner, "\n") {
-			out.WriteString("\n")
-		}
+		*order = append(*order, lib)
 	}
-	return out.String(), nil
+	return nil
 }

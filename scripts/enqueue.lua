@@ -136,7 +136,9 @@ for i = 1, count do
 end
 
 -- Validation is over; from here on only writes.
-redis.call('HSETNX', K.meta, 'schema', fmt(SCHEMA))
+if not schema_present then
+  redis.call('HSET', K.meta, 'schema', fmt(SCHEMA))
+end
 local generate = 0
 for i = 1, count do
   if tasks[i].id == '' then generate = generate + 1 end

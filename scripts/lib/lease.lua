@@ -113,7 +113,9 @@ local function lease_tasks(now, count, lease_ms, promote_limit)
     push_all('HSET', K.tokens, tokens)
   end
   reply[1] = leased
-  if redis.call('LLEN', K.pending) > 0 then
+  -- A pop shorter than asked emptied pending; otherwise wake another idle
+  -- worker if tasks remain.
+  if #ids == count and redis.call('LLEN', K.pending) > 0 then
     signal_wake()
   end
   if leased == 0 then

@@ -9,10 +9,15 @@
 
 local SCHEMA = 1
 
+-- schema_present tells, after schema_error ran, whether the queue's meta
+-- already holds a schema field (so a writer need not set it again).
+local schema_present = false
+
 -- schema_error returns an error reply when the queue's schema is newer than
 -- SCHEMA, else false. It reads K.meta.
 local function schema_error()
   local s = redis.call('HGET', K.meta, 'schema')
+  schema_present = s ~= false
   if s and (s + 0) > SCHEMA then
     return err_reply(ERR_SCHEMA, 'queue has data schema ' .. s .. ' but this bundle understands ' .. fmt(SCHEMA) .. '; upgrade luaq')
   end
