@@ -208,6 +208,11 @@ func (w *Worker) setupWaiters() {
 	w.waitBusy = make([]bool, len(w.waitGroups))
 }
 
+// waitErrorPause is how long a wait that failed (not timed out) holds off
+// before it ends the idle spell, so that a BLPOP failing at once every time
+// cannot make the worker spin.
+const waitErrorPause = 100 * time.Millisecond
+
 // idle blocks until a wake token arrives, the next scheduled task is due,
 // MaxIdleWait passes, or shutdown begins.
 func (w *Worker) idle(nextDue time.Duration) {
@@ -242,7 +247,8 @@ func (w *Worker) idle(nextDue time.Duration) {
 // startWaits starts a BLPOP for each wait group that has none running. A
 // BLPOP that outlives this idle spell ends by its own timeout (at most wait)
 // and, if it got a token, makes the next idle spell end at once; if it timed
-// out, it tells the idle spell then running (waitEnded) to start a new one.
+// out, it tells the idle spell then running (waitEnded) to start a new one;
+// if it failed, it ends the idle spell (after waitErrorPause) like a token.
 func (w *Worker) startWaits(wait time.Duration) {
 	client := w.waiter
 	if client == nil {
@@ -274,11 +280,19 @@ func (w *Worker) startWaits(wait time.Duration) {
 			w.waitBusy[i] = false
 			w.mu.Unlock()
 			ch := w.wakeCh
-			if err != nil {
-				if !errors.Is(err, redis.Nil) {
-					return // a connection error: no retry loop here
-				}
+			if err != nil && errors.Is(err, redis.Nil) {
 				ch = w.waitEnded
+			} else if err != nil {
+				// The wait ended without a verdict: a connection error, or
+				// the server unblocked it ("UNBLOCKED ... master ->
+				// replica?" when a cluster failover demotes the node). A
+				// token may have been lost with it, and no BLPOP now
+				// watches these lists: end the idle spell, after a short
+				// pause so a wait that keeps failing cannot spin, and look
+				// again (dequeue, then new waits on the current nodes).
+				if !w.sleep(min(waitErrorPause, wait)) {
+					return
+				}
 			}
 			select {
 			case ch <- struct{}{}:
