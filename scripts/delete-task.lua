@@ -27,6 +27,7 @@
 -- @include args
 -- @include schema
 -- @include record
+-- @include state
 -- @include unique
 
 local PENDING_DELETE_MAX = 100000
@@ -41,17 +42,11 @@ local stored = redis.call('HGET', K.tasks, id)
 if not stored then
   return err_reply(ERR_NOTFOUND, 'no task ' .. id)
 end
-if redis.call('ZSCORE', K.active, id) then
+local state = task_state(id)
+if state == 'active' then
   return err_reply(ERR_CONFLICT, 'task ' .. id .. ' is running')
 end
-local state = 'pending'
-if redis.call('ZSCORE', K.scheduled, id) then
-  state = 'scheduled'
-elseif redis.call('ZSCORE', K.archived, id) then
-  state = 'archived'
-elseif redis.call('ZSCORE', K.completed, id) then
-  state = 'completed'
-elseif redis.call('LLEN', K.pending) > PENDING_DELETE_MAX then
+if state == 'pending' and redis.call('LLEN', K.pending) > PENDING_DELETE_MAX then
   return err_reply(ERR_BADARG, 'pending holds more than 100000 tasks; deleting from it would block the server')
 end
 

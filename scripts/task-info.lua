@@ -23,6 +23,7 @@
 -- @include args
 -- @include schema
 -- @include record
+-- @include state
 
 arg_count(1)
 local id = arg_name(ARGV[1], 'id', 128)
@@ -35,24 +36,10 @@ if not stored then
   return err_reply(ERR_NOTFOUND, 'no task ' .. id)
 end
 local r = record_decode(stored)
-local state, at = 'pending', 0
-local score = redis.call('ZSCORE', K.active, id)
-if score then
-  state = 'active'
-else
-  score = redis.call('ZSCORE', K.scheduled, id)
-  if score then
-    state = 'scheduled'
-    if r.retried > 0 then state = 'retry' end
-  else
-    score = redis.call('ZSCORE', K.archived, id)
-    if score then
-      state = 'archived'
-    else
-      score = redis.call('ZSCORE', K.completed, id)
-      if score then state = 'completed' end
-    end
-  end
+local state, score = task_state(id)
+local at = 0
+if state == 'scheduled' and r.retried > 0 then
+  state = 'retry'
 end
 if score then
   at = score + 0

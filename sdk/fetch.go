@@ -153,7 +153,7 @@ func parseLeaseReply(q *workerQueue, v any) ([]*Task, time.Duration, error) {
 		maxRetry, e6 := loader.Int(f[5])
 		timeout, e7 := loader.Int(f[6])
 		deadline, e8 := loader.Int(f[7])
-		until, e9 := loader.Int(f[8])
+		_, e9 := loader.Int(f[8]) // lease_until: the worker tracks its lease on its own clock
 		if err := errors.Join(e1, e2, e3, e4, e5, e6, e7, e8, e9); err != nil {
 			return nil, -1, fmt.Errorf("unexpected lease reply: %w", err)
 		}
@@ -161,7 +161,7 @@ func parseLeaseReply(q *workerQueue, v any) ([]*Task, time.Duration, error) {
 			ID: id, Queue: q.name, Type: typ, Payload: []byte(payload),
 			Retried: int(retried), MaxRetry: int(maxRetry),
 			Timeout: time.Duration(timeout) * time.Millisecond, Deadline: msTime(deadline),
-			token: strconv.FormatInt(token, 10), leaseUntil: msTime(until), q: q,
+			token: strconv.FormatInt(token, 10), q: q,
 		})
 	}
 	if due < 0 {

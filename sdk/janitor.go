@@ -166,14 +166,14 @@ func (j *Janitor) cleanQueue(ctx context.Context, q keys.Queue, rep *JanitorRepo
 			err = errors.Join(err, rerr)
 		}
 	}()
+	pruned, err := j.loader.Run(ctx, q, "prune-workers", strconv.Itoa(j.cfg.Limit))
+	if err != nil {
+		return fmt.Errorf("prune-workers: %w", err)
+	}
+	if ids, err := loader.Slice(pruned); err == nil {
+		rep.WorkersPruned += int64(len(ids))
+	}
 	for call := 0; call < maxCleanCalls; call++ {
-		pruned, err := j.loader.Run(ctx, q, "prune-workers", strconv.Itoa(j.cfg.Limit))
-		if err != nil {
-			return fmt.Errorf("prune-workers: %w", err)
-		}
-		if ids, err := loader.Slice(pruned); err == nil {
-			rep.WorkersPruned += int64(len(ids))
-		}
 		v, err := j.loader.Run(ctx, q, "clean", j.owner, strconv.Itoa(j.cfg.Limit),
 			strconv.FormatInt(ceilMs(j.cfg.ReclaimBackoff), 10))
 		if err != nil {

@@ -24,10 +24,9 @@ type Task struct {
 	// context enforces it.
 	Deadline time.Time
 
-	result     []byte
-	token      string
-	q          *workerQueue
-	leaseUntil time.Time // server clock, as told by the lease reply
+	result []byte
+	token  string
+	q      *workerQueue
 }
 
 // SetResult records bytes that stay readable with the completed task for its

@@ -8,6 +8,7 @@
 -- K.stats (lib/stats: a deadline passed before the start counts a failure)
 -- and what lib/archive and lib/expire use.
 -- @include errors
+-- @include schema
 -- @include util
 -- @include stats
 -- @include record
@@ -57,7 +58,7 @@ end
 -- deadline has passed is archived, instead of being leased. When
 -- pending tasks remain, it signals the wake list so another idle worker runs.
 local function lease_tasks(now, count, lease_ms, promote_limit)
-  if redis.call('HEXISTS', K.meta, 'paused') == 1 then
+  if queue_paused then -- read by precheck (lib/schema), which every caller runs first
     return {0, -1, 1}
   end
   promote_due(now, promote_limit)

@@ -13,11 +13,17 @@ local SCHEMA = 1
 -- already holds a schema field (so a writer need not set it again).
 local schema_present = false
 
+-- queue_paused tells, after schema_error ran, whether the queue is paused
+-- (meta field 'paused'); read together with the schema to save a call.
+local queue_paused = false
+
 -- schema_error returns an error reply when the queue's schema is newer than
 -- SCHEMA, else false. It reads K.meta.
 local function schema_error()
-  local s = redis.call('HGET', K.meta, 'schema')
+  local m = redis.call('HMGET', K.meta, 'schema', 'paused')
+  local s = m[1]
   schema_present = s ~= false
+  queue_paused = m[2] ~= false
   if s and (s + 0) > SCHEMA then
     return err_reply(ERR_SCHEMA, 'queue has data schema ' .. s .. ' but this bundle understands ' .. fmt(SCHEMA) .. '; upgrade luaq')
   end
