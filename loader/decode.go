@@ -8,7 +8,7 @@ import (
 
 // ErrReply is matched (errors.Is) by the errors of Int, String and Slice: a
 // script reply did not have the expected shape.
-var ErrReply = errors.New("luaq: unexpected reply")
+var ErrReply = errors.New("unexpected reply")
 
 // Int decodes an integer reply element. It accepts an int64 (how go-redis
 // decodes integer replies under RESP2 and RESP3) and a string holding a

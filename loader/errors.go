@@ -12,20 +12,20 @@ import (
 // A *ScriptError matches the sentinel of its code with errors.Is.
 var (
 	// ErrBadArg (LQ_BADARG): an argument is missing, malformed or out of range.
-	ErrBadArg = errors.New("luaq: bad argument")
+	ErrBadArg = errors.New("bad argument")
 	// ErrConflict (LQ_CONFLICT): a task with that id already exists.
-	ErrConflict = errors.New("luaq: conflict")
+	ErrConflict = errors.New("conflict")
 	// ErrNotFound (LQ_NOTFOUND): no task with that id in the expected state.
-	ErrNotFound = errors.New("luaq: not found")
+	ErrNotFound = errors.New("not found")
 	// ErrLeaseLost (LQ_LEASE_LOST): the fencing token is not the task's
 	// current lease.
-	ErrLeaseLost = errors.New("luaq: lease lost")
+	ErrLeaseLost = errors.New("lease lost")
 	// ErrSchema (LQ_SCHEMA): the queue holds data of a newer schema than the
 	// bundle understands.
-	ErrSchema = errors.New("luaq: queue schema is newer than the bundle")
+	ErrSchema = errors.New("queue schema is newer than the bundle")
 	// ErrNotOwner (LQ_NOT_OWNER): the janitor lock is not held under the
 	// caller's owner token.
-	ErrNotOwner = errors.New("luaq: janitor lock not held by this owner")
+	ErrNotOwner = errors.New("janitor lock not held by this owner")
 )
 
 // ErrInternal is matched (errors.Is) by errors that a script raised without
@@ -33,7 +33,13 @@ var (
 // LQ_ code the table does not know. Such an error is a bug in the bundle or
 // a server problem, never a verdict on the caller's input. The error also
 // wraps the original Redis error.
-var ErrInternal = errors.New("luaq: internal script fault (not a code of the bundle's error table)")
+var ErrInternal = errors.New("internal script fault (not a code of the bundle's error table)")
+
+// ErrServerFull is matched (errors.Is) by a call that Redis refused because
+// it is full: used memory is over maxmemory and the policy is noeviction.
+// Only scripts that grow the data are refused (see the WHEN FULL line of each
+// script's header), at their first write, so nothing was written.
+var ErrServerFull = errors.New("the Redis server is full (used memory over maxmemory, policy noeviction) and refuses what would grow the data; nothing was written: free memory or raise maxmemory, and let workers drain the queues")
 
 // errorCode is one row of the error table.
 type errorCode struct {
@@ -87,7 +93,7 @@ type ScriptError struct {
 
 // Error implements error.
 func (e *ScriptError) Error() string {
-	return fmt.Sprintf("luaq: script %s: %s %s", e.Script, e.Code, e.Message)
+	return fmt.Sprintf("script %s: %s %s", e.Script, e.Code, e.Message)
 }
 
 // Is reports whether target is the sentinel of e's code, so that
@@ -104,24 +110,27 @@ func (e *ScriptError) Is(target error) bool {
 func mapError(script string, err error) error {
 	var rerr redis.Error
 	if !errors.As(err, &rerr) {
-		return fmt.Errorf("luaq: script %s: %w", script, err)
+		return fmt.Errorf("script %s: %w", script, err)
 	}
 	msg := rerr.Error()
 	code, rest, _ := strings.Cut(msg, " ")
+	if code == "OOM" {
+		return fmt.Errorf("script %s: %w (%s)", script, ErrServerFull, firstSentence(msg))
+	}
 	if code == "ERR" && strings.HasPrefix(rest, "LQ_") {
 		// Redis 7 and miniredis turn a one-word error_reply into "ERR <word>".
 		code, rest, _ = strings.Cut(rest, " ")
 	}
 	if strings.HasPrefix(code, "LQ_") {
 		if sentinel(code) == nil {
-			return fmt.Errorf("luaq: script %s: unknown error code %s: %w: %w", script, code, ErrInternal, err)
+			return fmt.Errorf("script %s: unknown error code %s: %w: %w", script, code, ErrInternal, err)
 		}
 		return &ScriptError{Script: script, Code: code, Message: strings.TrimSpace(rest)}
 	}
 	if raisedInScript(msg) {
-		return fmt.Errorf("luaq: script %s: %w: %w", script, ErrInternal, err)
+		return fmt.Errorf("script %s: %w: %w", script, ErrInternal, err)
 	}
-	return fmt.Errorf("luaq: script %s: %w", script, err)
+	return fmt.Errorf("script %s: %w", script, err)
 }
 
 // raisedInScript reports whether an error reply was raised while a script
@@ -133,4 +142,13 @@ func raisedInScript(msg string) bool {
 	return strings.Contains(msg, "user_script") ||
 		strings.Contains(msg, "Error running script") ||
 		strings.Contains(msg, "Error compiling script")
+}
+
+// firstSentence returns msg up to its first ". " (Redis appends the script's
+// SHA and line after it), or all of msg.
+func firstSentence(msg string) string {
+	if i := strings.Index(msg, ". "); i >= 0 {
+		return msg[:i+1]
+	}
+	return msg
 }

@@ -76,7 +76,7 @@ func (l *Loader) Load(ctx context.Context) error {
 	select {
 	case l.loadSem <- struct{}{}:
 	case <-ctx.Done():
-		return fmt.Errorf("luaq: loading bundle %s: %w", l.bundle.Version, ctx.Err())
+		return fmt.Errorf("loading bundle %s: %w", l.bundle.Version, ctx.Err())
 	}
 	defer func() { <-l.loadSem }()
 	return l.loadLocked(ctx)
@@ -88,7 +88,7 @@ func (l *Loader) reload(ctx context.Context, seen uint64) error {
 	select {
 	case l.loadSem <- struct{}{}:
 	case <-ctx.Done():
-		return fmt.Errorf("luaq: reloading bundle %s: %w", l.bundle.Version, ctx.Err())
+		return fmt.Errorf("reloading bundle %s: %w", l.bundle.Version, ctx.Err())
 	}
 	defer func() { <-l.loadSem }()
 	if l.loads.Load() != seen {
@@ -120,14 +120,14 @@ func (l *Loader) loadLocked(ctx context.Context) error {
 	case *redis.Client:
 		err = each(ctx, c)
 	default:
-		return fmt.Errorf("luaq: loading bundle %s: client type %T is not supported (want *redis.Client, *redis.ClusterClient or *redis.Ring)", l.bundle.Version, l.client)
+		return fmt.Errorf("loading bundle %s: client type %T is not supported (want *redis.Client, *redis.ClusterClient or *redis.Ring)", l.bundle.Version, l.client)
 	}
 	if err != nil {
 		if len(errs) == 0 {
 			// ForEachShard failed before calling us (e.g. no cluster state).
 			errs = append(errs, err)
 		}
-		return fmt.Errorf("luaq: loading bundle %s: %w", l.bundle.Version, errors.Join(errs...))
+		return fmt.Errorf("loading bundle %s: %w", l.bundle.Version, errors.Join(errs...))
 	}
 	l.loads.Add(1)
 	return nil
@@ -172,10 +172,10 @@ type prepared struct {
 func (l *Loader) prepare(q keys.Queue, name string, args []string) (*prepared, error) {
 	s, err := l.bundle.Script(name)
 	if err != nil {
-		return nil, fmt.Errorf("luaq: %w", err)
+		return nil, err
 	}
 	if q.Name() == "" {
-		return nil, fmt.Errorf("luaq: script %s: the queue is the zero keys.Queue; build it with keys.ForQueue", name)
+		return nil, fmt.Errorf("script %s: the queue is the zero keys.Queue; build it with keys.ForQueue", name)
 	}
 	if err := checkArgCount(s, len(args)); err != nil {
 		return nil, err
@@ -201,19 +201,19 @@ func checkArgCount(s *scripts.Script, n int) error {
 	}
 	if group == 0 {
 		if n != fixed {
-			return fmt.Errorf("luaq: script %s takes %d arguments, got %d: %w", s.Name, fixed, n, ErrArgCount)
+			return fmt.Errorf("script %s takes %d arguments, got %d: %w", s.Name, fixed, n, ErrArgCount)
 		}
 		return nil
 	}
 	if n < fixed || (n-fixed)%group != 0 {
-		return fmt.Errorf("luaq: script %s takes %d arguments plus groups of %d, got %d: %w", s.Name, fixed, group, n, ErrArgCount)
+		return fmt.Errorf("script %s takes %d arguments plus groups of %d, got %d: %w", s.Name, fixed, group, n, ErrArgCount)
 	}
 	return nil
 }
 
 // ErrArgCount is returned (wrapped) by Run and RunPipelined, before anything
 // is sent, when the number of arguments does not fit the script's header.
-var ErrArgCount = errors.New("luaq: wrong number of script arguments")
+var ErrArgCount = errors.New("wrong number of script arguments")
 
 // Run calls script on queue q with args by EVALSHA. KEYS are the queue's keys
 // for the roles the script's header lists, in order. When Redis answers
@@ -242,10 +242,10 @@ func (l *Loader) Run(ctx context.Context, q keys.Queue, script string, args ...s
 			break
 		}
 		if err := l.reload(ctx, seen); err != nil {
-			return nil, fmt.Errorf("luaq: script %s on queue %s: NOSCRIPT, and reloading failed: %w", script, q.Name(), err)
+			return nil, fmt.Errorf("script %s on queue %s: NOSCRIPT, and reloading failed: %w", script, q.Name(), err)
 		}
 	}
-	return nil, fmt.Errorf("luaq: script %s on queue %s: still NOSCRIPT after %d attempts with a reload before each retry: %w", script, q.Name(), MaxAttempts, last)
+	return nil, fmt.Errorf("script %s on queue %s: still NOSCRIPT after %d attempts with a reload before each retry: %w", script, q.Name(), MaxAttempts, last)
 }
 
 // Call is one script call of a pipeline.
@@ -295,7 +295,7 @@ func (l *Loader) RunPipelined(ctx context.Context, calls []Call) []Result {
 		if attempt > 1 {
 			if err := l.reload(ctx, seen); err != nil {
 				for _, i := range todo {
-					results[i].Err = fmt.Errorf("luaq: script %s on queue %s: NOSCRIPT, and reloading failed: %w", calls[i].Script, calls[i].Queue.Name(), err)
+					results[i].Err = fmt.Errorf("script %s on queue %s: NOSCRIPT, and reloading failed: %w", calls[i].Script, calls[i].Queue.Name(), err)
 				}
 				return results
 			}
@@ -313,7 +313,7 @@ func (l *Loader) RunPipelined(ctx context.Context, calls []Call) []Result {
 			v, err := cmds[j].Result()
 			if isNoScript(err) {
 				again = append(again, i)
-				results[i] = Result{Err: fmt.Errorf("luaq: script %s on queue %s: still NOSCRIPT after %d attempts with a reload before each retry: %w", calls[i].Script, calls[i].Queue.Name(), attempt, err)}
+				results[i] = Result{Err: fmt.Errorf("script %s on queue %s: still NOSCRIPT after %d attempts with a reload before each retry: %w", calls[i].Script, calls[i].Queue.Name(), attempt, err)}
 				continue
 			}
 			v, err = decodeReply(calls[i].Script, v, err)

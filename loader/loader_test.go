@@ -391,7 +391,7 @@ func checkErrorMapping(t *testing.T, client redis.UniversalClient, l *Loader, pr
 			if se.Script != tc.script || se.Code != tc.code || se.Message == "" {
 				t.Errorf("ScriptError = %+v, want script %s, code %s and a message", se, tc.script, tc.code)
 			}
-			if want := "luaq: script " + tc.script + ": " + tc.code + " " + se.Message; err.Error() != want {
+			if want := "script " + tc.script + ": " + tc.code + " " + se.Message; err.Error() != want {
 				t.Errorf("Error() = %q, want %q", err.Error(), want)
 			}
 			for _, other := range []error{ErrBadArg, ErrConflict, ErrNotFound, ErrLeaseLost, ErrSchema, ErrNotOwner, ErrInternal} {
@@ -428,6 +428,7 @@ func faultBundle(t *testing.T) *scripts.Bundle {
 -- REPLY: nothing
 -- ERRORS: LQ_BADARG
 -- COST: O(1)
+-- WHEN FULL: reads
 %s
 `, name, body))}
 	}

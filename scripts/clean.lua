@@ -35,12 +35,14 @@
 -- ERRORS: LQ_BADARG LQ_NOT_OWNER LQ_SCHEMA
 -- COST: O(limit * log N) per step, plus at most 100000 list elements scanned to pull expired ids out of pending,
 --     plus O(S) to read the stats hash (S = its fields: 5 totals + 5 per kept day)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include fail
 -- @include expire
 -- @include unique
 -- @include stats
+-- @include full
 
 arg_count(3)
 local owner = arg_name(ARGV[1], 'owner', 128)
@@ -50,6 +52,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 if redis.call('GET', K.lock) ~= owner then
   return err_reply(ERR_NOT_OWNER, 'the janitor lock is not held by ' .. owner)
 end

@@ -35,12 +35,14 @@
 --     leased task; when next_count = 0 it is {0, -1, 0}
 -- ERRORS: LQ_BADARG LQ_LEASE_LOST LQ_NOTFOUND LQ_SCHEMA
 -- COST: O(log N) + dequeue's cost when next_count > 0
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include record
 -- @include unique
 -- @include lease
 -- @include stats
+-- @include full
 
 arg_count(6)
 local id, token = arg_lease(1)
@@ -54,6 +56,7 @@ local stop = precheck() or lease_error(id, token)
 if stop then
   return stop
 end
+begin_writes()
 local stored = redis.call('HGET', K.tasks, id)
 if not stored then
   return err_reply(ERR_NOTFOUND, 'task ' .. id .. ' is leased but has no record')

@@ -15,8 +15,10 @@
 -- REPLY: integer 1
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(1)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
+-- @include full
 
 arg_count(3)
 local max = arg_int(ARGV[1], 'archive_max', 0, 10000000)
@@ -26,6 +28,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 redis.call('HSETNX', K.meta, 'schema', fmt(SCHEMA))
 redis.call('HSET', K.meta, 'archive_max', fmt(max), 'archive_age_ms', fmt(age), 'stats_days', fmt(stats_days))
 return 1

@@ -13,6 +13,7 @@
 --     processed, failed, retried, archived, expired
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(days)
+-- WHEN FULL: reads
 -- @include args
 -- @include schema
 -- @include stats

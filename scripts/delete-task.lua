@@ -24,11 +24,13 @@
 -- REPLY: string: the state the task was in ('pending', 'scheduled', 'archived' or 'completed')
 -- ERRORS: LQ_BADARG LQ_CONFLICT LQ_NOTFOUND LQ_SCHEMA
 -- COST: O(log N), plus O(position) in pending for a pending task
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include record
 -- @include state
 -- @include unique
+-- @include full
 
 local PENDING_DELETE_MAX = 100000
 
@@ -38,6 +40,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 local stored = redis.call('HGET', K.tasks, id)
 if not stored then
   return err_reply(ERR_NOTFOUND, 'no task ' .. id)

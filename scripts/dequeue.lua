@@ -35,10 +35,12 @@
 --     then per leased task: id, token, type, payload, retried, max_retry, timeout_ms, deadline_ms, lease_until_ms
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(count + promote_limit + reclaim_limit) + O(log N) per scheduled, active or archived task touched
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include lease
 -- @include fail
+-- @include full
 
 arg_count(5)
 local count = arg_int(ARGV[1], 'count', 1, 1000)
@@ -50,6 +52,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 local now = now_ms()
 reclaim_expired(now, reclaim_limit, reclaim_backoff)
 return lease_tasks(now, count, lease_ms, promote_limit)

@@ -20,11 +20,13 @@
 -- REPLY: array: requeued (tasks given back), registered (1 if the worker was registered, else 0)
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(tasks * log N)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include wake
 -- @include lease
 -- @include workers
+-- @include full
 
 local worker = arg_name(ARGV[1], 'worker_id', 128)
 local pairs_n = (#ARGV - 1) / 2
@@ -41,6 +43,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 -- Walk the pairs backwards: each LPUSH goes in front of the previous one,
 -- so the tasks reach the head of pending in the order they were given.
 local requeued = 0

@@ -22,7 +22,7 @@ import (
 
 // Version is the bundle's semantic version. It is stamped into every
 // flattened script, so changing it changes every SHA.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 //go:embed *.lua lib/*.lua manifest.json
 var sources embed.FS
@@ -53,6 +53,9 @@ type Script struct {
 	Reply   string   `json:"reply"`
 	Errors  []string `json:"errors"`
 	Cost    string   `json:"cost"`
+	// WhenFull tells what the script does on a server at maxmemory with the
+	// noeviction policy: WhenFullRuns, WhenFullRefused or WhenFullReads.
+	WhenFull string `json:"when_full"`
 	// Source is the flattened text, ready for SCRIPT LOAD.
 	Source string `json:"-"`
 	// SHA is the SHA-1 of Source in lower-case hex, the name EVALSHA uses.
@@ -67,6 +70,19 @@ func (s *Script) Roles() []string {
 	}
 	return out
 }
+
+// The values of Script.WhenFull.
+const (
+	// WhenFullRuns: the script runs in full even when the server is full. Its
+	// first write cannot grow memory (lib/full), and Redis refuses a
+	// script's memory-growing commands only while it has written nothing.
+	WhenFullRuns = "runs"
+	// WhenFullRefused: the script grows the data, and a full server refuses
+	// it at its first write, before anything changed (an OOM error reply).
+	WhenFullRefused = "refused"
+	// WhenFullReads: the script only reads, so memory never stops it.
+	WhenFullReads = "reads"
+)
 
 // Bundle is the parsed, flattened set of scripts of one bundle version.
 type Bundle struct {

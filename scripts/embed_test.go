@@ -57,7 +57,7 @@ func TestEachLibIsInlinedOnce(t *testing.T) {
 }
 
 func TestBadBundles(t *testing.T) {
-	good := "-- luaq script: %s\n-- Does a thing.\n-- KEYS:\n--   meta  the meta hash\n-- ARGV:\n-- REPLY: 1\n-- ERRORS: LQ_BADARG\n-- COST: O(1)\n"
+	good := "-- luaq script: %s\n-- Does a thing.\n-- KEYS:\n--   meta  the meta hash\n-- ARGV:\n-- REPLY: 1\n-- ERRORS: LQ_BADARG\n-- COST: O(1)\n-- WHEN FULL: reads\n"
 	tests := []struct {
 		name    string
 		files   map[string]string

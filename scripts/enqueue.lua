@@ -34,6 +34,7 @@
 -- REPLY: array: enqueued_at_ms, then per task in order: id, state ('pending' or 'scheduled'), due_ms
 -- ERRORS: LQ_BADARG LQ_CONFLICT LQ_SCHEMA
 -- COST: O(count) for pending tasks, O(count * log N) for scheduled ones and those with an expiry or unique key
+-- WHEN FULL: refused
 -- @include args
 -- @include schema
 -- @include record

@@ -14,9 +14,11 @@
 -- REPLY: integer: the new lease deadline, Unix ms
 -- ERRORS: LQ_BADARG LQ_LEASE_LOST LQ_SCHEMA
 -- COST: O(log N)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include lease
+-- @include full
 
 arg_count(3)
 local id, token = arg_lease(1)
@@ -25,6 +27,7 @@ local stop = precheck() or lease_error(id, token)
 if stop then
   return stop
 end
+begin_writes()
 local lease_until = now_ms() + lease_ms
 redis.call('ZADD', K.active, fmt(lease_until), id)
 return lease_until

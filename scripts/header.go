@@ -20,6 +20,7 @@ import (
 //	--     <doc continued, indented 5+ spaces>
 //	-- ERRORS: <CODE> <CODE> ...
 //	-- COST: <big-O>
+//	-- WHEN FULL: runs | refused | reads
 //
 // Item lines are indented three spaces; deeper-indented lines continue the
 // previous item or section.
@@ -28,6 +29,8 @@ var (
 	itemLine = regexp.MustCompile(`^--   (\S+)\s+(.*)$`)
 	roleName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	argTypes = map[string]bool{"int": true, "string": true, "bytes": true, "flag": true}
+	// whenFull are the values of the WHEN FULL line (see Script.WhenFull).
+	whenFull = map[string]bool{WhenFullRuns: true, WhenFullRefused: true, WhenFullReads: true}
 )
 
 func parseHeader(text string) (*Script, error) {
@@ -67,6 +70,14 @@ func parseHeader(text string) (*Script, error) {
 		case strings.HasPrefix(line, "-- ERRORS:"):
 			section = "ERRORS"
 			s.Errors = strings.Fields(strings.TrimPrefix(line, "-- ERRORS:"))
+			seen[section] = true
+			continue
+		case strings.HasPrefix(line, "-- WHEN FULL:"):
+			section = "WHEN FULL"
+			s.WhenFull = strings.TrimSpace(strings.TrimPrefix(line, "-- WHEN FULL:"))
+			if !whenFull[s.WhenFull] {
+				return nil, fmt.Errorf("WHEN FULL is %q, want runs, refused or reads", s.WhenFull)
+			}
 			seen[section] = true
 			continue
 		case strings.HasPrefix(line, "-- COST:"):
@@ -121,7 +132,7 @@ func parseHeader(text string) (*Script, error) {
 		}
 	}
 	s.Summary = strings.Join(summary, " ")
-	for _, want := range []string{"KEYS", "ARGV", "REPLY", "ERRORS", "COST"} {
+	for _, want := range []string{"KEYS", "ARGV", "REPLY", "ERRORS", "COST", "WHEN FULL"} {
 		if !seen[want] {
 			return nil, fmt.Errorf("header has no %s section", want)
 		}

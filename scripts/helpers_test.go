@@ -79,7 +79,30 @@ func queueKeys(t testing.TB, name string) keys.Queue {
 func runOn(t testing.TB, env *scripttest.Env, queue, name string, args ...string) scripttest.Result {
 	t.Helper()
 	s := script(t, name)
-	return env.Eval(t, s.Source, queueKeys(t, queue).Keys(s.Roles()), args...)
+	res := env.Eval(t, s.Source, queueKeys(t, queue).Keys(s.Roles()), args...)
+	checkWhenFull(t, s, res)
+	return res
+}
+
+// checkWhenFull fails the test when a run's first write disagrees with the
+// script's WHEN FULL header: a script that runs when the server is full must
+// open its writes with a command that cannot grow memory (lib/full), one
+// that is refused must open them with one that can (so Redis refuses it
+// before anything changed), and a reader must not write.
+func checkWhenFull(t testing.TB, s *scripts.Script, res scripttest.Result) {
+	t.Helper()
+	cmd, grows, wrote := scripttest.FirstWrite(res.Calls)
+	if !wrote {
+		return
+	}
+	switch {
+	case s.WhenFull == scripts.WhenFullReads:
+		t.Errorf("%s is a reader (WHEN FULL: reads) but wrote with %s", s.Name, cmd)
+	case s.WhenFull == scripts.WhenFullRuns && grows:
+		t.Errorf("%s must run when the server is full, but its first write %s can grow memory: call begin_writes() first", s.Name, cmd)
+	case s.WhenFull == scripts.WhenFullRefused && !grows:
+		t.Errorf("%s must be refused when the server is full, but its first write %s cannot grow memory, so Redis would let it run", s.Name, cmd)
+	}
 }
 
 // run is runOn for queue "q".

@@ -17,8 +17,10 @@
 --     or not held by this owner (renew, release)
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(1)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
+-- @include full
 
 arg_count(3)
 local op = ARGV[1]
@@ -33,6 +35,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 if op == 'acquire' then
   if redis.call('SET', K.lock, owner, 'NX', 'PX', fmt(ttl)) then
     return 1

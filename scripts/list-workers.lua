@@ -11,6 +11,7 @@
 -- REPLY: array: per worker: id, heartbeat deadline (Unix ms), description
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(log N + limit)
+-- WHEN FULL: reads
 -- @include args
 -- @include schema
 

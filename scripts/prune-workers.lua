@@ -12,9 +12,11 @@
 -- REPLY: array: the ids of the removed workers
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(limit * log N)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include workers
+-- @include full
 
 arg_count(1)
 local limit = arg_int(ARGV[1], 'limit', 1, 1000)
@@ -22,6 +24,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 local dead = redis.call('ZRANGEBYSCORE', K.workers, '-inf', fmt(now_ms() - 1), 'LIMIT', 0, limit)
 worker_forget(dead)
 return dead

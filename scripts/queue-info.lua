@@ -14,6 +14,7 @@
 --     paused (0/1), processed, failed, retried, archived_total, expired
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(1)
+-- WHEN FULL: reads
 -- @include args
 -- @include schema
 

@@ -15,8 +15,10 @@
 -- REPLY: integer: the heartbeat deadline, Unix ms
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(log N) in the number of workers
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
+-- @include full
 
 arg_count(3)
 local worker = arg_name(ARGV[1], 'worker_id', 128)
@@ -26,6 +28,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 local deadline = now_ms() + ttl
 redis.call('ZADD', K.workers, fmt(deadline), worker)
 redis.call('HSET', K.worker_info, worker, info)

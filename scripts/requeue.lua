@@ -16,9 +16,11 @@
 -- REPLY: integer 1
 -- ERRORS: LQ_BADARG LQ_LEASE_LOST LQ_SCHEMA
 -- COST: O(log N)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include lease
+-- @include full
 
 arg_count(2)
 local id, token = arg_lease(1)
@@ -26,6 +28,7 @@ local stop = precheck() or lease_error(id, token)
 if stop then
   return stop
 end
+begin_writes()
 release_lease(id)
 redis.call('LPUSH', K.pending, id)
 signal_wake()

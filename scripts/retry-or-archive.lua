@@ -27,10 +27,12 @@
 -- REPLY: array: outcome ('retry' or 'archived'), then the retry's due time or the archive time (Unix ms)
 -- ERRORS: LQ_BADARG LQ_LEASE_LOST LQ_NOTFOUND LQ_SCHEMA
 -- COST: O(log N) + an archive trim of at most 200 tasks
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include record
 -- @include fail
+-- @include full
 
 arg_count(5)
 local id, token = arg_lease(1)
@@ -41,6 +43,7 @@ local stop = precheck() or lease_error(id, token)
 if stop then
   return stop
 end
+begin_writes()
 local stored = redis.call('HGET', K.tasks, id)
 if not stored then
   return err_reply(ERR_NOTFOUND, 'task ' .. id .. ' is leased but has no record')

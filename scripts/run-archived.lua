@@ -18,10 +18,12 @@
 -- REPLY: integer 1
 -- ERRORS: LQ_BADARG LQ_NOTFOUND LQ_SCHEMA
 -- COST: O(log N)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include record
 -- @include wake
+-- @include full
 
 arg_count(1)
 local id = arg_name(ARGV[1], 'id', 128)
@@ -29,6 +31,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 local stored = redis.call('HGET', K.tasks, id)
 if not stored or not redis.call('ZSCORE', K.archived, id) then
   return err_reply(ERR_NOTFOUND, 'no archived task ' .. id)

@@ -11,9 +11,11 @@
 -- REPLY: integer: 1 if the state changed, 0 if the queue already was so
 -- ERRORS: LQ_BADARG LQ_SCHEMA
 -- COST: O(1)
+-- WHEN FULL: runs
 -- @include args
 -- @include schema
 -- @include wake
+-- @include full
 
 arg_count(1)
 local paused = arg_flag(ARGV[1], 'paused')
@@ -21,6 +23,7 @@ local stop = precheck()
 if stop then
   return stop
 end
+begin_writes()
 if paused then
   return redis.call('HSETNX', K.meta, 'paused', '1')
 end

@@ -636,3 +636,27 @@ func specSortPairs(s string) string {
 	sort.Strings(pairs)
 	return strings.Join(pairs, " ")
 }
+
+// TestSpecWhenFull checks the table of section 16 against every script's
+// WHEN FULL header: each script is listed once, in the row of its value.
+func TestSpecWhenFull(t *testing.T) {
+	got := map[string]string{}
+	for _, r := range specRows(specSection(t, specDoc(t), "When the server is full")) {
+		if len(r) < 3 {
+			continue
+		}
+		for _, name := range specTicked(r[2]) {
+			if prev, dup := got[name]; dup {
+				t.Errorf("%s lists %s under both %q and %q", specFile, name, prev, r[0])
+			}
+			got[name] = r[0]
+		}
+	}
+	want := map[string]string{}
+	for _, s := range specBundle(t).Scripts() {
+		want[s.Name] = s.WhenFull
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s section 16 disagrees with the headers' WHEN FULL (-headers +spec):\n%s", specFile, diff)
+	}
+}

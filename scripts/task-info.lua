@@ -20,6 +20,7 @@
 --     result ('' = none)
 -- ERRORS: LQ_BADARG LQ_NOTFOUND LQ_SCHEMA
 -- COST: O(log N)
+-- WHEN FULL: reads
 -- @include args
 -- @include schema
 -- @include record

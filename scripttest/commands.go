@@ -88,3 +88,29 @@ func checkCommandOptions(cmd string, args []string) string {
 	}
 	return ""
 }
+
+// writeCommands maps each write command of the allow-list to whether Redis
+// flags it "denyoom": a command that can grow memory, which a server at
+// maxmemory with the noeviction policy refuses as a script's first write.
+var writeCommands = map[string]bool{
+	"SET": true, "INCR": true, "INCRBY": true, "DECR": true,
+	"HSET": true, "HSETNX": true, "HINCRBY": true,
+	"LPUSH": true, "RPUSH": true, "LMOVE": true,
+	"ZADD": true, "ZINCRBY": true, "SADD": true,
+	"DEL": false, "EXPIRE": false, "PEXPIRE": false, "PEXPIREAT": false, "PERSIST": false,
+	"HDEL": false, "LPOP": false, "RPOP": false, "LREM": false, "LTRIM": false,
+	"ZREM": false, "ZPOPMIN": false, "ZREMRANGEBYRANK": false, "ZREMRANGEBYSCORE": false,
+	"SREM": false,
+}
+
+// FirstWrite returns the first write command among calls and whether a full
+// server (maxmemory, noeviction) would refuse it there, because it can grow
+// memory. ok is false when the calls wrote nothing.
+func FirstWrite(calls []Call) (cmd string, growsMemory, ok bool) {
+	for _, c := range calls {
+		if grows, isWrite := writeCommands[c.Cmd]; isWrite {
+			return c.Cmd, grows, true
+		}
+	}
+	return "", false, false
+}

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/luaq/luaq/internal/keys"
 	"github.com/luaq/luaq/loader"
 )
 
@@ -41,8 +40,8 @@ const maxArchiveAge = 3153600000000 * time.Millisecond
 func (c *Client) Configure(ctx context.Context, queue string, cfg QueueConfig) error {
 	if cfg.ArchiveMaxTasks < 0 || cfg.ArchiveMaxTasks > 10000000 || cfg.ArchiveMaxAge <= 0 ||
 		cfg.ArchiveMaxAge > maxArchiveAge || cfg.StatsDays < 1 || cfg.StatsDays > MaxStatsDays {
-		return fmt.Errorf("luaq: configure %q: %+v: want ArchiveMaxTasks 0..10000000, ArchiveMaxAge in (0, 100 years], StatsDays 1..%d",
-			queue, cfg, MaxStatsDays)
+		return fmt.Errorf("luaq: configure %q: %w: %+v: want ArchiveMaxTasks 0..10000000, ArchiveMaxAge in (0, 100 years], StatsDays 1..%d",
+			queue, ErrBadArg, cfg, MaxStatsDays)
 	}
 	_, err := c.run(ctx, queue, "configure", strconv.Itoa(cfg.ArchiveMaxTasks),
 		strconv.FormatInt(ceilMs(cfg.ArchiveMaxAge), 10), strconv.Itoa(cfg.StatsDays))
@@ -69,7 +68,7 @@ type DayStats struct {
 // all zeros.
 func (c *Client) DailyStats(ctx context.Context, queue string, days int) ([]DayStats, error) {
 	if days < 1 || days > MaxStatsDays {
-		return nil, fmt.Errorf("luaq: daily-stats %q: %d days, want 1..%d", queue, days, MaxStatsDays)
+		return nil, fmt.Errorf("luaq: daily-stats %q: %w: %d days, want 1..%d", queue, ErrBadArg, days, MaxStatsDays)
 	}
 	v, err := c.run(ctx, queue, "daily-stats", strconv.Itoa(days))
 	if err != nil {
@@ -113,7 +112,7 @@ func (c *Client) DeleteTask(ctx context.Context, queue, id string) (string, erro
 
 // run calls a script on queue, wrapping errors with the script's name.
 func (c *Client) run(ctx context.Context, queue, script string, args ...string) (any, error) {
-	q, err := keys.ForQueue(queue)
+	q, err := validQueue(queue)
 	if err != nil {
 		return nil, fmt.Errorf("luaq: %s: %w", script, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/luaq/luaq/internal/keys"
 	"github.com/luaq/luaq/loader"
 	"github.com/luaq/luaq/scripts"
 	"github.com/redis/go-redis/v9"
@@ -58,12 +57,12 @@ func (c *Client) Enqueue(ctx context.Context, queue, taskType string, payload []
 // EnqueueBatch adds 1..MaxBatch tasks to queue in one atomic call: either all
 // are stored or, on any error, none is. It returns what was stored, in order.
 func (c *Client) EnqueueBatch(ctx context.Context, queue string, tasks []NewTask) ([]*TaskInfo, error) {
-	q, err := keys.ForQueue(queue)
+	q, err := validQueue(queue)
 	if err != nil {
 		return nil, fmt.Errorf("luaq: enqueue: %w", err)
 	}
 	if len(tasks) == 0 || len(tasks) > MaxBatch {
-		return nil, fmt.Errorf("luaq: enqueue: %d tasks in one batch, want 1..%d", len(tasks), MaxBatch)
+		return nil, fmt.Errorf("luaq: enqueue: %w: %d tasks in one batch, want 1..%d", ErrBadArg, len(tasks), MaxBatch)
 	}
 	args := make([]string, 0, 1+enqueueGroup*len(tasks))
 	args = append(args, strconv.Itoa(len(tasks)))
@@ -155,7 +154,7 @@ func (c *Client) Resume(ctx context.Context, queue string) (bool, error) {
 }
 
 func (c *Client) setPaused(ctx context.Context, queue, flag string) (bool, error) {
-	q, err := keys.ForQueue(queue)
+	q, err := validQueue(queue)
 	if err != nil {
 		return false, fmt.Errorf("luaq: set-paused: %w", err)
 	}
@@ -189,7 +188,7 @@ type QueueInfo struct {
 
 // QueueInfo reads the sizes and counters of queue.
 func (c *Client) QueueInfo(ctx context.Context, queue string) (*QueueInfo, error) {
-	q, err := keys.ForQueue(queue)
+	q, err := validQueue(queue)
 	if err != nil {
 		return nil, fmt.Errorf("luaq: queue-info: %w", err)
 	}

@@ -603,7 +603,7 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 	deviations, extraRuns, total := 0, 0, 0
 	var failed int64
 	for _, q := range queues {
-		qk := queueKeys(t, q)
+		qk := testQueueKeys(t, q)
 		archived := map[string]bool{}
 		for _, m := range final[qk.Key("archived")].ZSet {
 			archived[m.Member] = true
@@ -817,7 +817,7 @@ func clcCheckResidue(t *testing.T, cl *redistest.Cluster, rdb *redis.ClusterClie
 	}
 	wantPerMaster := map[string][]string{}
 	for _, q := range queues {
-		qk := queueKeys(t, q)
+		qk := testQueueKeys(t, q)
 		want := []string{qk.Key("meta"), qk.Key("stats")}
 		if len(all[qk.Key("archived")].ZSet) > 0 {
 			want = append(want, qk.Key("archived"), qk.Key("errors"), qk.Key("tasks"))

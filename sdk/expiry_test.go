@@ -33,7 +33,7 @@ func TestExpiry(t *testing.T) {
 
 	t.Run("pending task with no worker is deleted by the janitor", func(t *testing.T) {
 		const queue = "exp-pending"
-		q := queueKeys(t, queue)
+		q := testQueueKeys(t, queue)
 		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
 		info := f.enqueue(t, queue, "job", ExpireIn(150*time.Millisecond))
 		if at, err := f.rdb.ZScore(ctx, q.Key("expiry"), info.ID).Result(); err != nil || int64(at) != info.EnqueuedAt.Add(150*time.Millisecond).UnixMilli() {
@@ -65,7 +65,7 @@ func TestExpiry(t *testing.T) {
 
 	t.Run("ArchiveOnExpiry archives it with the error expired", func(t *testing.T) {
 		const queue = "exp-archive"
-		q := queueKeys(t, queue)
+		q := testQueueKeys(t, queue)
 		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
 		info, err := f.c.Enqueue(ctx, queue, "job", []byte("kept"), ExpireIn(150*time.Millisecond), ArchiveOnExpiry())
 		if err != nil {
@@ -96,7 +96,7 @@ func TestExpiry(t *testing.T) {
 
 	t.Run("scheduled task never picked up expires", func(t *testing.T) {
 		const queue = "exp-scheduled"
-		q := queueKeys(t, queue)
+		q := testQueueKeys(t, queue)
 		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
 		info := f.enqueue(t, queue, "job", ProcessIn(50*time.Millisecond), ExpireIn(150*time.Millisecond))
 		if info.State != "scheduled" {
@@ -123,7 +123,7 @@ func TestExpiry(t *testing.T) {
 
 	t.Run("a worker that meets an expired task at dequeue never runs it", func(t *testing.T) {
 		const queue = "exp-dequeue"
-		q := queueKeys(t, queue)
+		q := testQueueKeys(t, queue)
 		stale := f.enqueue(t, queue, "job", ExpireIn(150*time.Millisecond))
 		staleSched := f.enqueue(t, queue, "job", ProcessIn(50*time.Millisecond), ExpireIn(150*time.Millisecond))
 		waitServerPast(t, f.rdb, staleSched.EnqueuedAt.Add(150*time.Millisecond))

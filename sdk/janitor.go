@@ -76,7 +76,7 @@ func NewJanitor(rdb redis.UniversalClient, cfg JanitorConfig) (*Janitor, error) 
 
 func newJanitor(l *loader.Loader, cfg JanitorConfig) (*Janitor, error) {
 	if len(cfg.Queues) == 0 {
-		return nil, errors.New("luaq: janitor config: no queues")
+		return nil, fmt.Errorf("luaq: janitor config: %w: no queues", ErrBadArg)
 	}
 	setDefault(&cfg.Interval, 2*time.Second)
 	setDefault(&cfg.LockTTL, time.Minute)
@@ -85,14 +85,14 @@ func newJanitor(l *loader.Loader, cfg JanitorConfig) (*Janitor, error) {
 		cfg.Limit = 500
 	}
 	if cfg.Limit < 1 || cfg.Limit > 1000 {
-		return nil, fmt.Errorf("luaq: janitor config: limit %d, want 1..1000", cfg.Limit)
+		return nil, fmt.Errorf("luaq: janitor config: %w: limit %d, want 1..1000", ErrBadArg, cfg.Limit)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	j := &Janitor{loader: l, cfg: cfg, log: cfg.Logger}
 	for _, name := range cfg.Queues {
-		q, err := keys.ForQueue(name)
+		q, err := validQueue(name)
 		if err != nil {
 			return nil, fmt.Errorf("luaq: janitor config: %w", err)
 		}

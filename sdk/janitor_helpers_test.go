@@ -16,8 +16,8 @@ import (
 
 // Helpers of the janitor, expiry, unique-key, retention and residue tests.
 
-// queueKeys returns the key builder of a queue name the test knows is valid.
-func queueKeys(t *testing.T, queue string) keys.Queue {
+// testQueueKeys returns the key builder of a queue name the test knows is valid.
+func testQueueKeys(t *testing.T, queue string) keys.Queue {
 	t.Helper()
 	q, err := keys.ForQueue(queue)
 	if err != nil {
@@ -66,7 +66,7 @@ func cleanOnce(t *testing.T, j *Janitor) JanitorReport {
 // lease.
 func leaseDirect(t *testing.T, l *loader.Loader, queue string, n int, lease time.Duration) []*Task {
 	t.Helper()
-	wq := &workerQueue{name: queue, keys: queueKeys(t, queue), weight: 1}
+	wq := &workerQueue{name: queue, keys: testQueueKeys(t, queue), weight: 1}
 	v, err := l.Run(context.Background(), wq.keys, "dequeue",
 		strconv.Itoa(n), strconv.FormatInt(ceilMs(lease), 10), "0", "0", "0")
 	if err != nil {
@@ -82,7 +82,7 @@ func leaseDirect(t *testing.T, l *loader.Loader, queue string, n int, lease time
 // lockScript calls the janitor-lock script directly with any owner token.
 func lockScript(t *testing.T, l *loader.Loader, queue, op, owner string, ttl time.Duration) int64 {
 	t.Helper()
-	v, err := l.Run(context.Background(), queueKeys(t, queue), "janitor-lock", op, owner, strconv.FormatInt(ceilMs(ttl), 10))
+	v, err := l.Run(context.Background(), testQueueKeys(t, queue), "janitor-lock", op, owner, strconv.FormatInt(ceilMs(ttl), 10))
 	if err != nil {
 		t.Fatalf("janitor-lock %s as %s: %v", op, owner, err)
 	}

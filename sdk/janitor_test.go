@@ -32,7 +32,7 @@ func TestJanitorLock(t *testing.T) {
 
 	t.Run("released right after RunOnce", func(t *testing.T) {
 		const queue = "lock-release"
-		lock := queueKeys(t, queue).Key("lock")
+		lock := testQueueKeys(t, queue).Key("lock")
 		// Limit 1 makes the round take several clean calls, renewing the
 		// lock in between.
 		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}, Limit: 1, LockTTL: 15 * time.Minute})
@@ -57,7 +57,7 @@ func TestJanitorLock(t *testing.T) {
 
 	t.Run("a second janitor skips while the first is mid-round", func(t *testing.T) {
 		const queue = "lock-busy"
-		lock := queueKeys(t, queue).Key("lock")
+		lock := testQueueKeys(t, queue).Key("lock")
 		// Janitor A on its own connection, whose clean calls wait at a gate.
 		ardb := f.srv.Client(t)
 		spy := newScriptSpy(t, ardb)
@@ -128,7 +128,7 @@ func TestJanitorLock(t *testing.T) {
 
 	t.Run("a non-owner cannot release, renew or clean", func(t *testing.T) {
 		const queue = "lock-owner"
-		lock := queueKeys(t, queue).Key("lock")
+		lock := testQueueKeys(t, queue).Key("lock")
 		ja := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
 		jb := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
 		if got := lockScript(t, l, queue, "acquire", ja.Owner(), time.Minute); got != 1 {
@@ -147,7 +147,7 @@ func TestJanitorLock(t *testing.T) {
 				t.Errorf("after B's %s: lock %q with TTL %s, want A's (%s) with its TTL of at most 1m", op.name, owner, ttl, ja.Owner())
 			}
 		}
-		_, err := l.Run(ctx, queueKeys(t, queue), "clean", jb.Owner(), "10", "0")
+		_, err := l.Run(ctx, testQueueKeys(t, queue), "clean", jb.Owner(), "10", "0")
 		if !errors.Is(err, loader.ErrNotOwner) {
 			t.Errorf("clean as B: err %v, want ErrNotOwner", err)
 		}
@@ -180,7 +180,7 @@ func TestJanitorLock(t *testing.T) {
 			t.Fatalf("round under the crashed janitor's lock: %+v, want Skipped 1", rep)
 		}
 		waitFor(t, 2*time.Second, "the crashed janitor's lock to lapse", func() bool {
-			return f.rdb.Exists(ctx, queueKeys(t, queue).Key("lock")).Val() == 0
+			return f.rdb.Exists(ctx, testQueueKeys(t, queue).Key("lock")).Val() == 0
 		})
 		if rep := cleanOnce(t, j); rep.Skipped != 0 || rep.Expired != 1 {
 			t.Fatalf("round after the lock lapsed: %+v, want the task expired", rep)

@@ -30,7 +30,7 @@ type taskOptions struct {
 
 func (o *taskOptions) fail(format string, args ...any) {
 	if o.err == nil {
-		o.err = fmt.Errorf(format, args...)
+		o.err = fmt.Errorf("%w: %s", ErrBadArg, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -40,7 +40,7 @@ func (o *taskOptions) fail(format string, args ...any) {
 func ID(id string) Option {
 	return func(o *taskOptions) {
 		if id == "" {
-			o.fail("luaq: task id option is empty")
+			o.fail("task id option is empty")
 		}
 		o.id = id
 	}
@@ -50,7 +50,7 @@ func ID(id string) Option {
 func MaxRetry(n int) Option {
 	return func(o *taskOptions) {
 		if n < 0 {
-			o.fail("luaq: MaxRetry(%d) is negative", n)
+			o.fail("MaxRetry(%d) is negative", n)
 		}
 		o.maxRetry = n
 	}
@@ -60,7 +60,7 @@ func MaxRetry(n int) Option {
 func Timeout(d time.Duration) Option {
 	return func(o *taskOptions) {
 		if d <= 0 {
-			o.fail("luaq: Timeout(%s) is not positive", d)
+			o.fail("Timeout(%s) is not positive", d)
 		}
 		o.timeout = d
 	}
@@ -71,7 +71,7 @@ func Timeout(d time.Duration) Option {
 func Deadline(t time.Time) Option {
 	return func(o *taskOptions) {
 		if t.IsZero() {
-			o.fail("luaq: Deadline is the zero time")
+			o.fail("Deadline is the zero time")
 		}
 		o.deadline = t
 	}
@@ -82,7 +82,7 @@ func Deadline(t time.Time) Option {
 func ProcessAt(t time.Time) Option {
 	return func(o *taskOptions) {
 		if t.IsZero() {
-			o.fail("luaq: ProcessAt is the zero time")
+			o.fail("ProcessAt is the zero time")
 		}
 		o.processAt = t
 	}
@@ -93,7 +93,7 @@ func ProcessAt(t time.Time) Option {
 func ProcessIn(d time.Duration) Option {
 	return func(o *taskOptions) {
 		if d < 0 {
-			o.fail("luaq: ProcessIn(%s) is negative", d)
+			o.fail("ProcessIn(%s) is negative", d)
 		}
 		o.processIn = d
 	}
@@ -107,7 +107,7 @@ func ProcessIn(d time.Duration) Option {
 func ExpireIn(d time.Duration) Option {
 	return func(o *taskOptions) {
 		if d <= 0 {
-			o.fail("luaq: ExpireIn(%s) is not positive", d)
+			o.fail("ExpireIn(%s) is not positive", d)
 		}
 		o.expireIn = d
 	}
@@ -117,7 +117,7 @@ func ExpireIn(d time.Duration) Option {
 func ExpireAt(t time.Time) Option {
 	return func(o *taskOptions) {
 		if t.IsZero() {
-			o.fail("luaq: ExpireAt is the zero time")
+			o.fail("ExpireAt is the zero time")
 		}
 		o.expireAt = t
 	}
@@ -135,7 +135,7 @@ func ArchiveOnExpiry() Option {
 func Retention(d time.Duration) Option {
 	return func(o *taskOptions) {
 		if d <= 0 {
-			o.fail("luaq: Retention(%s) is not positive", d)
+			o.fail("Retention(%s) is not positive", d)
 		}
 		o.retention = d
 	}
@@ -147,7 +147,7 @@ func Retention(d time.Duration) Option {
 func Unique(key string, ttl time.Duration) Option {
 	return func(o *taskOptions) {
 		if key == "" || ttl <= 0 {
-			o.fail("luaq: Unique needs a key and a positive TTL")
+			o.fail("Unique needs a key and a positive TTL")
 		}
 		o.uniqueKey, o.uniqueTTL = key, ttl
 	}
@@ -159,10 +159,10 @@ func buildOptions(opts []Option) (taskOptions, error) {
 		opt(&o)
 	}
 	if o.err == nil && !o.processAt.IsZero() && o.processIn > 0 {
-		o.fail("luaq: ProcessAt and ProcessIn cannot both be set")
+		o.fail("ProcessAt and ProcessIn cannot both be set")
 	}
 	if o.err == nil && !o.expireAt.IsZero() && o.expireIn > 0 {
-		o.fail("luaq: ExpireAt and ExpireIn cannot both be set")
+		o.fail("ExpireAt and ExpireIn cannot both be set")
 	}
 	return o, o.err
 }

@@ -34,7 +34,7 @@ func TestKilledWorkersTaskRecoveredPromptly(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	lock := queueKeys(t, queue).Key("lock")
+	lock := testQueueKeys(t, queue).Key("lock")
 
 	// startJanitors runs n standalone janitors of queue with the long lock TTL, each
 	// on its own connection, and returns a function that stops them and

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/luaq/luaq/internal/keys"
 	"github.com/luaq/luaq/loader"
 )
 
@@ -145,12 +144,12 @@ func (w *Worker) deregister() {
 
 // Workers lists up to limit live workers registered with queue.
 func (c *Client) Workers(ctx context.Context, queue string, limit int) ([]WorkerInfo, error) {
-	q, err := keys.ForQueue(queue)
+	q, err := validQueue(queue)
 	if err != nil {
 		return nil, fmt.Errorf("luaq: list-workers: %w", err)
 	}
 	if limit < 1 || limit > 1000 {
-		return nil, fmt.Errorf("luaq: list-workers: limit %d, want 1..1000", limit)
+		return nil, fmt.Errorf("luaq: list-workers: %w: limit %d, want 1..1000", ErrBadArg, limit)
 	}
 	v, err := c.loader.Run(ctx, q, "list-workers", strconv.Itoa(limit))
 	if err != nil {

@@ -86,7 +86,7 @@ func testNoResidue(t *testing.T, archiveNone bool) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	q := queueKeys(t, queue)
+	q := testQueueKeys(t, queue)
 	// The stats days this run may count on (the local server's clock).
 	firstDay := time.Now().UnixMilli() / 86400000
 	if archiveNone {

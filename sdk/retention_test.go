@@ -16,7 +16,7 @@ func TestRetentionKeepsResultUntilJanitorDeletes(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	const queue, retention = "retain", 300 * time.Millisecond
-	q := queueKeys(t, queue)
+	q := testQueueKeys(t, queue)
 	j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
 
 	// No built-in janitor: the test decides when cleaning happens.

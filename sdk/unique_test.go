@@ -22,7 +22,7 @@ func TestUniqueKey(t *testing.T) {
 	enqueueUnique := func(t *testing.T, queue, taskType, key string, opts ...Option) *TaskInfo {
 		t.Helper()
 		info := f.enqueue(t, queue, taskType, append([]Option{Unique(key, time.Minute)}, opts...)...)
-		q := queueKeys(t, queue)
+		q := testQueueKeys(t, queue)
 		if holder := f.rdb.HGet(ctx, q.Key("unique"), key).Val(); holder != info.ID {
 			t.Fatalf("unique key %q held by %q, want %s", key, holder, info.ID)
 		}
@@ -52,7 +52,7 @@ func TestUniqueKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("enqueue with freed key %q: %v", key, err)
 		}
-		if holder := f.rdb.HGet(ctx, queueKeys(t, queue).Key("unique"), key).Val(); holder != info.ID {
+		if holder := f.rdb.HGet(ctx, testQueueKeys(t, queue).Key("unique"), key).Val(); holder != info.ID {
 			t.Errorf("unique key %q held by %q, want the new task %s", key, holder, info.ID)
 		}
 	}
@@ -114,7 +114,7 @@ func TestUniqueKey(t *testing.T) {
 
 	t.Run("freed when its TTL passes, and the old holder cannot free the new hold", func(t *testing.T) {
 		const queue = "uniq-ttl"
-		q := queueKeys(t, queue)
+		q := testQueueKeys(t, queue)
 		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
 		first := f.enqueue(t, queue, "job", Unique("k", 150*time.Millisecond))
 		wantConflict(t, queue, "k")

@@ -91,18 +91,18 @@ func (c *WorkerConfig) normalize() error {
 		c.Queues = map[string]int{"default": 1}
 	}
 	for name, weight := range c.Queues {
-		if err := keys.ValidateQueueName(name); err != nil {
+		if _, err := validQueue(name); err != nil {
 			return err
 		}
 		if weight < 1 {
-			return fmt.Errorf("queue %q has weight %d, want >= 1", name, weight)
+			return fmt.Errorf("%w: queue %q has weight %d, want >= 1", ErrBadArg, name, weight)
 		}
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 10
 	}
 	if c.Concurrency < 1 || c.Concurrency > 1000 {
-		return fmt.Errorf("concurrency %d, want 1..1000", c.Concurrency)
+		return fmt.Errorf("%w: concurrency %d, want 1..1000", ErrBadArg, c.Concurrency)
 	}
 	setDefault(&c.LeaseDuration, 8*time.Second)
 	setDefault(&c.ShutdownTimeout, 10*time.Second)
@@ -110,7 +110,7 @@ func (c *WorkerConfig) normalize() error {
 	setDefault(&c.ReclaimBackoff, time.Second)
 	setDefault(&c.JanitorInterval, 2*time.Second)
 	if c.LeaseDuration < 30*time.Millisecond {
-		return fmt.Errorf("lease duration %s is too short (min 30ms)", c.LeaseDuration)
+		return fmt.Errorf("%w: lease duration %s is too short (min 30ms)", ErrBadArg, c.LeaseDuration)
 	}
 	if c.PromoteLimit == 0 {
 		c.PromoteLimit = 100
@@ -119,7 +119,7 @@ func (c *WorkerConfig) normalize() error {
 		c.ReclaimLimit = 10
 	}
 	if c.PromoteLimit < 0 || c.PromoteLimit > 1000 || c.ReclaimLimit < 0 || c.ReclaimLimit > 1000 {
-		return fmt.Errorf("promote and reclaim limits must be 0..1000")
+		return fmt.Errorf("%w: promote and reclaim limits must be 0..1000", ErrBadArg)
 	}
 	if c.Backoff == nil {
 		c.Backoff = DefaultBackoff()
@@ -230,10 +230,10 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*Worker, error) {
 		ready:      make(chan struct{}),
 	}
 	if w.id, w.host, err = newWorkerID(); err != nil {
-		return nil, fmt.Errorf("luaq: %w", err)
+		return nil, fmt.Errorf("luaq: new worker: %w", err)
 	}
 	for name, weight := range cfg.Queues {
-		q, _ := keys.ForQueue(name) // validated by normalize
+		q, _ := validQueue(name) // validated by normalize
 		w.queues = append(w.queues, &workerQueue{name: name, keys: q, weight: weight})
 	}
 	sort.Slice(w.queues, func(i, j int) bool {
