@@ -116,7 +116,7 @@ func (c *Client) run(ctx context.Context, queue, script string, args ...string) 
 	if err != nil {
 		return nil, fmt.Errorf("luaq: %s: %w", script, err)
 	}
-	v, err := c.loader.Run(ctx, q, script, args...)
+	v, err := c.call(ctx, q, script, args...)
 	if err != nil {
 		return nil, fmt.Errorf("luaq: %s %q: %w", script, queue, err)
 	}

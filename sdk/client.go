@@ -3,9 +3,11 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/luaq/luaq/internal/keys"
 	"github.com/luaq/luaq/loader"
 	"github.com/luaq/luaq/scripts"
 	"github.com/redis/go-redis/v9"
@@ -20,19 +22,57 @@ const MaxBatch = 1000
 // Client enqueues tasks and inspects and administers queues. It is safe for
 // concurrent use.
 type Client struct {
-	rdb    redis.UniversalClient
-	loader *loader.Loader
+	rdb      redis.UniversalClient
+	loader   *loader.Loader
+	eviction *evictionGate
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*clientConfig)
+
+type clientConfig struct {
+	logger            *slog.Logger
+	requireNoEviction bool
+}
+
+// ClientLogger sets where the Client logs. Default: slog.Default().
+func ClientLogger(l *slog.Logger) ClientOption {
+	return func(c *clientConfig) { c.logger = l }
+}
+
+// ClientRequireNoEviction makes every call of the Client fail with an error
+// matching ErrEvictionPolicy when a server's maxmemory-policy is not
+// noeviction, or cannot be read; without it the Client only logs a warning.
+func ClientRequireNoEviction() ClientOption {
+	return func(c *clientConfig) { c.requireNoEviction = true }
 }
 
 // NewClient returns a Client over rdb (a *redis.Client, *redis.ClusterClient
-// or any UniversalClient). It does no I/O; scripts are loaded on first use and
+// or any UniversalClient). It does no I/O: before its first call the Client
+// reads the servers' eviction policy (see EvictionPolicies) and warns once
+// when one may evict queue keys; scripts are loaded on first use and
 // reloaded whenever a server has lost them.
-func NewClient(rdb redis.UniversalClient) (*Client, error) {
+func NewClient(rdb redis.UniversalClient, opts ...ClientOption) (*Client, error) {
+	cfg := clientConfig{logger: slog.Default()}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	b, err := scripts.Load()
 	if err != nil {
 		return nil, fmt.Errorf("luaq: loading the bundle: %w", err)
 	}
-	return &Client{rdb: rdb, loader: loader.New(rdb, b)}, nil
+	return &Client{
+		rdb: rdb, loader: loader.New(rdb, b),
+		eviction: &evictionGate{rdb: rdb, log: cfg.logger, required: cfg.requireNoEviction},
+	}, nil
+}
+
+// call runs a bundle script on q, after the Client's first-use check.
+func (c *Client) call(ctx context.Context, q keys.Queue, script string, args ...string) (any, error) {
+	if err := c.eviction.check(ctx); err != nil {
+		return nil, err
+	}
+	return c.loader.Run(ctx, q, script, args...)
 }
 
 // Loader returns the client's script loader.
@@ -99,7 +139,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, queue string, tasks []NewTask
 			strconv.FormatInt(ceilMs(o.uniqueTTL), 10),
 		)
 	}
-	v, err := c.loader.Run(ctx, q, "enqueue", args...)
+	v, err := c.call(ctx, q, "enqueue", args...)
 	if err != nil {
 		return nil, fmt.Errorf("luaq: enqueue to %q: %w", queue, err)
 	}
@@ -158,7 +198,7 @@ func (c *Client) setPaused(ctx context.Context, queue, flag string) (bool, error
 	if err != nil {
 		return false, fmt.Errorf("luaq: set-paused: %w", err)
 	}
-	v, err := c.loader.Run(ctx, q, "set-paused", flag)
+	v, err := c.call(ctx, q, "set-paused", flag)
 	if err != nil {
 		return false, fmt.Errorf("luaq: set-paused %q: %w", queue, err)
 	}
@@ -192,7 +232,7 @@ func (c *Client) QueueInfo(ctx context.Context, queue string) (*QueueInfo, error
 	if err != nil {
 		return nil, fmt.Errorf("luaq: queue-info: %w", err)
 	}
-	v, err := c.loader.Run(ctx, q, "queue-info")
+	v, err := c.call(ctx, q, "queue-info")
 	if err != nil {
 		return nil, fmt.Errorf("luaq: queue-info %q: %w", queue, err)
 	}

@@ -151,7 +151,7 @@ func (c *Client) Workers(ctx context.Context, queue string, limit int) ([]Worker
 	if limit < 1 || limit > 1000 {
 		return nil, fmt.Errorf("luaq: list-workers: %w: limit %d, want 1..1000", ErrBadArg, limit)
 	}
-	v, err := c.loader.Run(ctx, q, "list-workers", strconv.Itoa(limit))
+	v, err := c.call(ctx, q, "list-workers", strconv.Itoa(limit))
 	if err != nil {
 		return nil, fmt.Errorf("luaq: list-workers %q: %w", queue, err)
 	}

@@ -84,6 +84,10 @@ type WorkerConfig struct {
 	// JanitorLockTTL is the built-in janitor's lock TTL (see
 	// JanitorConfig.LockTTL). Default 1 minute.
 	JanitorLockTTL time.Duration
+	// RequireNoEviction makes Run fail at start, with an error matching
+	// ErrEvictionPolicy, when a server's maxmemory-policy is not noeviction
+	// or cannot be read. Without it the worker only logs a warning.
+	RequireNoEviction bool
 }
 
 func (c *WorkerConfig) normalize() error {
@@ -277,24 +281,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.started = true
 	w.mu.Unlock()
 	if err := w.loader.Load(ctx); err != nil {
-		w.startErr = err
-		close(w.ready)
-		w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
-		return fmt.Errorf("luaq: worker start: %w", err)
+		return w.failStart(err)
+	}
+	if _, err := checkEviction(ctx, w.rdb, w.log, w.cfg.RequireNoEviction); err != nil {
+		return w.failStart(err)
 	}
 	w.startedAt = time.Now()
 	if err := w.heartbeat(ctx); err != nil {
-		w.startErr = err
-		close(w.ready)
-		w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
-		return fmt.Errorf("luaq: worker start: %w", err)
+		return w.failStart(err)
 	}
 	w.setupWaiters()
 	if err := w.startJanitor(); err != nil {
-		w.startErr = err
-		close(w.ready)
-		w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
-		return fmt.Errorf("luaq: worker start: %w", err)
+		return w.failStart(err)
 	}
 	go w.extendLoop()
 	go w.fetchLoop()
@@ -306,6 +304,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	<-w.done
 	return nil
+}
+
+// failStart ends a Run that could not start: Shutdown and Run return at once.
+func (w *Worker) failStart(err error) error {
+	w.startErr = err
+	close(w.ready)
+	w.stopOnce.Do(func() { close(w.stopping); close(w.done) })
+	return fmt.Errorf("luaq: worker start: %w", err)
 }
 
 // Shutdown stops the worker gracefully: it stops leasing, waits for running
