@@ -33,8 +33,8 @@ func (w *Worker) extendAll() {
 	w.mu.Lock()
 	runs := make([]*running, 0, len(w.inflight))
 	for r := range w.inflight {
-		if r.state.Load() == runRunning {
-			runs = append(runs, r)
+		if st := r.state.Load(); st == runRunning || st == runAbandoned {
+			runs = append(runs, r) // abandoned: cancelled, not yet returned
 		}
 	}
 	w.mu.Unlock()

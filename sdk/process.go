@@ -61,7 +61,10 @@ func (w *Worker) process(t *Task) *Task {
 		err = w.invoke(hctx, entry.handler, t)
 	}
 	if !r.state.CompareAndSwap(runRunning, runAcking) {
-		return nil // shutdown requeued it
+		// Shutdown cancelled the handler, which has now returned: give
+		// the task back, whatever the handler said.
+		w.requeue([]*running{r})
+		return nil
 	}
 	if cause := context.Cause(hctx); errors.Is(cause, ErrLeaseLost) {
 		w.log.Warn("luaq: lease lost; the task's outcome is not recorded by this worker", "queue", t.Queue, "id", t.ID)

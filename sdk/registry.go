@@ -99,23 +99,17 @@ func (w *Worker) heartbeat(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// deregister removes the worker from every queue and gives back any task
-// still leased to it, retrying connection errors for a bounded time.
+// deregister removes the worker from every queue, retrying connection
+// errors for a bounded time. It gives back no task: by now every handler
+// that returned has given its task back, and the tasks of handlers still
+// running must stay leased until they return or their leases expire.
 func (w *Worker) deregister() {
-	w.mu.Lock()
-	byQueue := map[*workerQueue][]string{}
-	for r := range w.inflight {
-		if r.state.Load() != runAcking {
-			byQueue[r.q] = append(byQueue[r.q], r.task.ID, r.task.token)
-		}
-	}
-	w.mu.Unlock()
 	pending := w.queues
 	deadline := time.Now().Add(w.cfg.LeaseDuration + 5*time.Second)
 	for delay := 20 * time.Millisecond; len(pending) > 0; delay = min(2*delay, time.Second) {
 		calls := make([]loader.Call, len(pending))
 		for i, q := range pending {
-			calls[i] = loader.Call{Queue: q.keys, Script: "deregister", Args: append([]string{w.id}, byQueue[q]...)}
+			calls[i] = loader.Call{Queue: q.keys, Script: "deregister", Args: []string{w.id}}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		results := w.loader.RunPipelined(ctx, calls)

@@ -146,8 +146,10 @@ type workerQueue struct {
 	weight int
 }
 
-// run states of one in-flight task: the handler's goroutine and Shutdown
-// race to claim it; whoever wins acks (complete/fail) or requeues it.
+// run states of one in-flight task. The handler's goroutine moves it from
+// running to acking when its handler returns; Shutdown moves it from running
+// to abandoned when it cancels the handler, and the handler's goroutine then
+// gives the task back (or completes it) once the handler has returned.
 const (
 	runRunning int32 = iota
 	runAcking
@@ -185,6 +187,8 @@ type Worker struct {
 
 	stopping   chan struct{} // closed when shutdown begins
 	done       chan struct{} // closed when shutdown has finished
+	hurry      chan struct{} // closed when a Shutdown context ends first
+	hurryOnce  sync.Once
 	stopOnce   sync.Once
 	ready      chan struct{} // closed once Run has started its loops, or failed to
 	startErr   error         // why Run failed to start; written before ready is closed
@@ -225,6 +229,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*Worker, error) {
 		inflight:   map[*running]struct{}{},
 		stopping:   make(chan struct{}),
 		done:       make(chan struct{}),
+		hurry:      make(chan struct{}),
 		slots:      make(chan struct{}, cfg.Concurrency),
 		fetchDone:  make(chan struct{}),
 		extendStop: make(chan struct{}),
@@ -314,11 +319,27 @@ func (w *Worker) failStart(err error) error {
 	return fmt.Errorf("luaq: worker start: %w", err)
 }
 
-// Shutdown stops the worker gracefully: it stops leasing, waits for running
-// handlers until ctx is done or ShutdownTimeout has passed, then returns the
-// tasks still running to pending (without counting a retry) and cancels their
-// handlers' contexts. It may be called any number of times, from any
-// goroutine; every call returns only after that cleanup is done.
+// Shutdown stops the worker gracefully, in the manner of
+// net/http.Server.Shutdown. It stops leasing at once and waits for running
+// handlers until they return or ShutdownTimeout passes; it then cancels the
+// handlers still running (cause ErrWorkerStopping), and gives each one's
+// task back to pending (without counting a retry) once that handler has
+// returned, never before: a task is never given back while its first
+// handler still runs. Last, the worker deregisters.
+//
+// Shutdown returns nil once all that is done, or ctx.Err() as soon as ctx
+// ends, whichever comes first. When ctx ends first, the handlers still
+// running are cancelled at once and the rest continues in the background:
+// tasks are given back as their handlers return, and Run returns when the
+// cleanup is done. Left to lease expiry are the tasks of handlers that have
+// not returned ShutdownTimeout after they were cancelled, and any that
+// could not be given back (Redis unreachable): their leases are no longer
+// renewed, and LeaseDuration after the last renewal the janitor reclaims
+// them as failed runs, counting a retry. The one window that remains is a
+// handler that ignores its context for that long: its task may then start
+// on another worker while it still runs.
+//
+// Shutdown may be called any number of times, from any goroutine.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.stopOnce.Do(func() {
 		w.mu.Lock()
@@ -330,49 +351,74 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 			close(w.done)
 			return
 		}
-		go w.shutdown(ctx)
+		go w.shutdown()
 	})
-	<-w.done
-	return nil
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		w.hurryOnce.Do(func() { close(w.hurry) })
+		return ctx.Err()
+	}
 }
 
-func (w *Worker) shutdown(ctx context.Context) {
-	// Shutdown may be called while Run is still starting: wait until the
+// shutdown is the ordered shutdown sequence; each step says why it comes
+// where it does.
+func (w *Worker) shutdown() {
+	// 1. Shutdown may be called while Run is still starting: wait until the
 	// waiter and the loops exist (or Run gave up) before touching them.
 	<-w.ready
 	if w.startErr != nil {
 		close(w.done)
 		return
 	}
-	if w.waiter != nil {
-		_ = w.waiter.Close() // interrupts blocked BLPOPs
-	}
-	<-w.fetchDone
-	w.waitWG.Wait()
-
-	chainsDone := make(chan struct{})
-	go func() { w.chains.Wait(); close(chainsDone) }()
-	grace := time.NewTimer(w.cfg.ShutdownTimeout)
-	defer grace.Stop()
-	select {
-	case <-chainsDone:
-	case <-grace.C:
-	case <-ctx.Done():
-	}
-	w.abandonInflight()
-	select {
-	case <-chainsDone:
-	case <-time.After(w.cfg.ShutdownTimeout):
-		w.log.Warn("luaq: handlers still running after their tasks were requeued; they ignore their context")
-	}
-	close(w.extendStop)
-	<-w.extendDone
-	w.deregister()
-	w.stopJanitor()
+	// 2. Stop leasing: interrupt blocked waits and let the fetch loop end,
+	// so no new task is started from here on.
 	if w.waiter != nil {
 		_ = w.waiter.Close()
 	}
+	<-w.fetchDone
+	w.waitWG.Wait()
+	// 3. Let running handlers finish on their own, within the grace period
+	// (cut short when a Shutdown context ends).
+	chainsDone := make(chan struct{})
+	go func() { w.chains.Wait(); close(chainsDone) }()
+	w.waitUntil(chainsDone, w.hurry)
+	// 4. Cancel the handlers still running. Each one's goroutine gives its
+	// task back once the handler returns; their leases are still renewed
+	// meanwhile, so no other worker can take those tasks.
+	w.abandonInflight()
+	if !w.waitUntil(chainsDone, nil) {
+		w.log.Warn("luaq: handlers still running after their cancellation; their tasks are left to lease expiry")
+	}
+	// 5. Stop renewing leases: only tasks of handlers that did not return
+	// are still leased, and they must now expire.
+	close(w.extendStop)
+	<-w.extendDone
+	// 6. Deregister, then stop the janitor (it may still reclaim leases of
+	// dead workers until here).
+	w.deregister()
+	w.stopJanitor()
 	close(w.done)
+}
+
+// waitUntil waits for done, for ShutdownTimeout, or for cut to close (nil:
+// never). It reports whether done closed.
+func (w *Worker) waitUntil(done, cut <-chan struct{}) bool {
+	grace := time.NewTimer(w.cfg.ShutdownTimeout)
+	defer grace.Stop()
+	select {
+	case <-done:
+		return true
+	case <-grace.C:
+	case <-cut:
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // startJanitor starts the worker's built-in janitor over its queues, unless
@@ -411,8 +457,8 @@ func (w *Worker) stopJanitor() {
 	<-w.janitorDone
 }
 
-// abandonInflight requeues every task whose handler is still running and
-// cancels those handlers.
+// abandonInflight cancels every handler still running; its goroutine
+// gives the task back once the handler returns (see process).
 func (w *Worker) abandonInflight() {
 	w.mu.Lock()
 	var runs []*running
@@ -422,10 +468,6 @@ func (w *Worker) abandonInflight() {
 		}
 	}
 	w.mu.Unlock()
-	if len(runs) == 0 {
-		return
-	}
-	w.requeue(runs)
 	for _, r := range runs {
 		r.cancel(ErrWorkerStopping)
 	}
