@@ -299,18 +299,6 @@ func cfPattern(v any) ([]cfSeg, error) {
 	return nil, fmt.Errorf("not a string value: %s", cfShow(v))
 }
 
-func cfIsStringValue(v any) bool {
-	switch x := v.(type) {
-	case string:
-		return true
-	case map[string]any:
-		_, h := x["hex"]
-		_, c := x["concat"]
-		return len(x) == 1 && (h || c)
-	}
-	return false
-}
-
 // cfExpand turns a pattern into bytes with exact placeholder values
 // (arguments, hash field names, zset members).
 func cfExpand(segs []cfSeg, c cfClock) ([]byte, error) {

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -89,7 +87,12 @@ func TestFuzzScriptArgsShortRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// go test puts its own GOROOT/bin first on the test's PATH, so this is
+	// the toolchain running the test.
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("finding the go command: %v", err)
+	}
 	cache := t.TempDir() // new inputs the run finds stay out of the source tree
 	cmd := exec.Command(goBin, "test", "-run=^$", "-fuzz=^FuzzScriptArgs$", "-fuzztime="+d,
 		"-parallel=2", "-test.fuzzcachedir="+cache, ".")

@@ -176,10 +176,7 @@ func checkOutcomes(t *testing.T, rdb redis.Cmdable, tr *tracker, queue string, i
 		t.Errorf("archive holds %d tasks, want %d", len(archived), len(wantArchived))
 	}
 	// Only bookkeeping keys may remain: the README's list.
-	var gotKeys []string
-	for _, k := range snap.Keys() {
-		gotKeys = append(gotKeys, k)
-	}
+	gotKeys := snap.Keys()
 	wantKeys := []string{prefix + "meta", prefix + "stats"}
 	if len(wantArchived) > 0 {
 		wantKeys = append(wantKeys, prefix+"archived", prefix+"errors", prefix+"tasks")

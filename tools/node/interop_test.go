@@ -99,7 +99,7 @@ func interopNpmCI(npm string) error {
 	if err != nil {
 		return err
 	}
-	stale, why, err := interopModulesStale(dir)
+	stale, _, err := interopModulesStale(dir)
 	if err != nil || !stale {
 		return err
 	}
@@ -108,7 +108,8 @@ func interopNpmCI(npm string) error {
 		return err
 	}
 	defer unlock()
-	if stale, why, err = interopModulesStale(dir); err != nil || !stale {
+	stale, why, err := interopModulesStale(dir)
+	if err != nil || !stale {
 		return err // installed by another process meanwhile
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), interopNpmTimeout)
