@@ -311,14 +311,20 @@ func (s *Sentinel) pauseAndSync(ctx context.Context, sw Switchover) error {
 	if err != nil {
 		return fmt.Errorf("INFO replication on %s: %w", sw.Old, err)
 	}
-	want := infoField(info, "master_repl_offset")
+	want, err := strconv.ParseInt(infoField(info, "master_repl_offset"), 10, 64)
+	if err != nil {
+		return fmt.Errorf("INFO replication on %s: master_repl_offset: %w", sw.Old, err)
+	}
+	// At least: the master still sends its periodic PING to the replica
+	// while paused, which moves both offsets on.
 	return poll(ctx, rolePollPeriod, func() error {
 		info, err := s.admin[sw.New].Info(ctx, "replication").Result()
 		if err != nil {
 			return fmt.Errorf("INFO replication on %s: %w", sw.New, err)
 		}
-		if got := infoField(info, "slave_repl_offset"); got != want {
-			return fmt.Errorf("replica %s at offset %s, master %s at %s", sw.New, got, sw.Old, want)
+		got, err := strconv.ParseInt(infoField(info, "slave_repl_offset"), 10, 64)
+		if err != nil || got < want {
+			return fmt.Errorf("replica %s at offset %d (%v), master %s at %d", sw.New, got, err, sw.Old, want)
 		}
 		return nil
 	})
