@@ -197,12 +197,9 @@ type Worker struct {
 	janitorStop context.CancelFunc // nil when the janitor is disabled
 	janitorDone chan struct{}
 
-	waiter     redis.UniversalClient // blocking waits only; nil = use rdb
-	waitGroups [][]string            // wake keys BLPOPed together
-	waitBusy   []bool                // guarded by mu
-	waitWG     sync.WaitGroup
-	wakeCh     chan struct{}
-	waitEnded  chan struct{} // a BLPOP timed out without a token
+	waiter    *waiter       // the blocking waits of idle spells
+	wakeCh    chan struct{} // a wait got a wake token, or failed
+	waitEnded chan struct{} // a wait timed out without a token
 }
 
 // NewWorker returns a Worker over rdb.
@@ -338,11 +335,8 @@ func (w *Worker) shutdown(ctx context.Context) {
 		close(w.done)
 		return
 	}
-	if w.waiter != nil {
-		_ = w.waiter.Close() // interrupts blocked BLPOPs
-	}
+	w.waiter.stop() // ends blocked waits at once
 	<-w.fetchDone
-	w.waitWG.Wait()
 
 	chainsDone := make(chan struct{})
 	go func() { w.chains.Wait(); close(chainsDone) }()
@@ -363,9 +357,6 @@ func (w *Worker) shutdown(ctx context.Context) {
 	<-w.extendDone
 	w.deregister()
 	w.stopJanitor()
-	if w.waiter != nil {
-		_ = w.waiter.Close()
-	}
 	close(w.done)
 }
 
