@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/luaq/luaq/loader"
-	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // fetchLoop leases tasks whenever handler slots are free, and blocks on the
@@ -170,49 +168,6 @@ func parseLeaseReply(q *workerQueue, v any) ([]*Task, time.Duration, error) {
 	return tasks, time.Duration(due) * time.Millisecond, nil
 }
 
-// setupWaiters prepares the blocking waits on the queues' wake lists: one
-// BLPOP over all of them on a single server, one per queue on a cluster
-// (their keys live in different slots). The waits run on a private client
-// cloned from rdb whose socket reads have no fixed timeout, so a wait can be
-// as long as needed and closing that client interrupts it at shutdown.
-func (w *Worker) setupWaiters() {
-	switch c := w.rdb.(type) {
-	case *redis.Client:
-		o := *c.Options()
-		// The copy shares c's MaintNotificationsConfig, which c mutates
-		// (under its own lock) while handshaking a new connection; reading
-		// it in NewClient would race. The waiter only runs BLPOP: give it
-		// its own config, with the notifications off.
-		o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-		o.ReadTimeout, o.ContextTimeoutEnabled = -1, true
-		o.PoolSize, o.MinIdleConns, o.MaxIdleConns = 2, 0, 2
-		w.waiter = redis.NewClient(&o)
-	case *redis.ClusterClient:
-		o := *c.Options()
-		o.ReadTimeout, o.ContextTimeoutEnabled = -1, true
-		o.PoolSize, o.MinIdleConns, o.MaxIdleConns = len(w.queues)+1, 0, len(w.queues)+1
-		w.waiter = redis.NewClusterClient(&o)
-	}
-	_, cluster := w.rdb.(*redis.ClusterClient)
-	if cluster || w.waiter == nil {
-		for _, q := range w.queues {
-			w.waitGroups = append(w.waitGroups, []string{q.keys.Key("wake")})
-		}
-	} else {
-		var all []string
-		for _, q := range w.queues {
-			all = append(all, q.keys.Key("wake"))
-		}
-		w.waitGroups = [][]string{all}
-	}
-	w.waitBusy = make([]bool, len(w.waitGroups))
-}
-
-// waitErrorPause is how long a wait that failed (not timed out) holds off
-// before it ends the idle spell, so that a BLPOP failing at once every time
-// cannot make the worker spin.
-const waitErrorPause = 100 * time.Millisecond
-
 // idle blocks until a wake token arrives, the next scheduled task is due,
 // MaxIdleWait passes, or shutdown begins.
 func (w *Worker) idle(nextDue time.Duration) {
@@ -241,63 +196,5 @@ func (w *Worker) idle(nextDue time.Duration) {
 			// one capped by the shared client's timeout. Block again for
 			// the rest of this spell, or a wake token would go unseen.
 		}
-	}
-}
-
-// startWaits starts a BLPOP for each wait group that has none running. A
-// BLPOP that outlives this idle spell ends by its own timeout (at most wait)
-// and, if it got a token, makes the next idle spell end at once; if it timed
-// out, it tells the idle spell then running (waitEnded) to start a new one;
-// if it failed, it ends the idle spell (after waitErrorPause) like a token.
-func (w *Worker) startWaits(wait time.Duration) {
-	client := w.waiter
-	if client == nil {
-		client = w.rdb
-		wait = min(wait, time.Second) // the shared client's read timeout bounds the wait
-	}
-	secs := strconv.FormatFloat(max(wait.Seconds(), 0.001), 'f', 3, 64)
-	for i, group := range w.waitGroups {
-		w.mu.Lock()
-		if w.waitBusy[i] || w.stopped {
-			w.mu.Unlock()
-			continue
-		}
-		w.waitBusy[i] = true
-		w.mu.Unlock()
-		args := make([]any, 0, len(group)+2)
-		args = append(args, "BLPOP")
-		for _, k := range group {
-			args = append(args, k)
-		}
-		args = append(args, secs)
-		w.waitWG.Add(1)
-		go func() {
-			defer w.waitWG.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), wait+5*time.Second)
-			err := client.Do(ctx, args...).Err()
-			cancel()
-			w.mu.Lock()
-			w.waitBusy[i] = false
-			w.mu.Unlock()
-			ch := w.wakeCh
-			if err != nil && errors.Is(err, redis.Nil) {
-				ch = w.waitEnded
-			} else if err != nil {
-				// The wait ended without a verdict: a connection error, or
-				// the server unblocked it ("UNBLOCKED ... master ->
-				// replica?" when a cluster failover demotes the node). A
-				// token may have been lost with it, and no BLPOP now
-				// watches these lists: end the idle spell, after a short
-				// pause so a wait that keeps failing cannot spin, and look
-				// again (dequeue, then new waits on the current nodes).
-				if !w.sleep(min(waitErrorPause, wait)) {
-					return
-				}
-			}
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}()
 	}
 }

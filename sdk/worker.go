@@ -205,12 +205,9 @@ type Worker struct {
 	janitorStop context.CancelFunc // nil when the janitor is disabled
 	janitorDone chan struct{}
 
-	waiter     redis.UniversalClient // blocking waits only; nil = use rdb
-	waitGroups [][]string            // wake keys BLPOPed together
-	waitBusy   []bool                // guarded by mu
-	waitWG     sync.WaitGroup
-	wakeCh     chan struct{}
-	waitEnded  chan struct{} // a BLPOP timed out without a token
+	waiter    *waiter       // the blocking waits of idle spells
+	wakeCh    chan struct{} // a wait got a wake token, or failed
+	waitEnded chan struct{} // a wait timed out without a token
 }
 
 // NewWorker returns a Worker over rdb.
@@ -374,11 +371,8 @@ func (w *Worker) shutdown() {
 	}
 	// 2. Stop leasing: interrupt blocked waits and let the fetch loop end,
 	// so no new task is started from here on.
-	if w.waiter != nil {
-		_ = w.waiter.Close()
-	}
+	w.waiter.stop() // ends blocked waits at once
 	<-w.fetchDone
-	w.waitWG.Wait()
 	// 3. Let running handlers finish on their own, within the grace period
 	// (cut short when a Shutdown context ends).
 	chainsDone := make(chan struct{})

@@ -431,14 +431,13 @@ func TestIdleSpellAfterShortWaitStillWakes(t *testing.T) {
 	w.setupWaiters()
 	t.Cleanup(func() {
 		_ = w.Shutdown(context.Background()) // ends a stuck idle spell
-		_ = w.waiter.Close()
-		w.waitWG.Wait()
+		w.waiter.stop()
 	})
 	for round := 0; round < 3; round++ {
 		w.idle(5 * time.Millisecond) // ends by its timer; its BLPOP outlives it
 		done := make(chan struct{})
 		go func() { w.idle(30 * time.Second); close(done) }()
-		time.Sleep(150 * time.Millisecond) // the short BLPOP has timed out by now
+		time.Sleep(1200 * time.Millisecond) // the short BLPOP (whole seconds, at least 1) has timed out by now
 		sent := time.Now()
 		f.enqueue(t, "ws", "job") // leaves a wake token
 		recv(t, done, 2*time.Second, fmt.Sprintf("round %d: the long idle spell to end on the wake token", round))

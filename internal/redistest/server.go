@@ -176,9 +176,17 @@ func redactURL(raw string) string {
 // between probing and binding is retried with a fresh port.
 func startLocal(t testing.TB, bin string, cfg config) *Server {
 	t.Helper()
+	return startProcess(t, func(dir string) (*Server, error) { return newLocal(bin, dir, cfg) })
+}
+
+// startProcess launches the server prepare builds in a fresh temporary
+// directory and registers its cleanup. A port stolen between probing and
+// binding is retried with a fresh directory and port.
+func startProcess(t testing.TB, prepare func(dir string) (*Server, error)) *Server {
+	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < startRetries; attempt++ {
-		s, err := newLocal(bin, t.TempDir(), cfg)
+		s, err := prepare(t.TempDir())
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
