@@ -26,6 +26,6 @@ local stop = precheck()
 if stop then
   return stop
 end
-redis.call('HSETNX', K.meta, 'schema', fmt(SCHEMA))
+redis.call('HSETNX', K.meta, 'schema', fmt(SCHEMA_FIRST))
 redis.call('HSET', K.meta, 'archive_max', fmt(max), 'archive_age_ms', fmt(age), 'stats_days', fmt(stats_days))
 return 1

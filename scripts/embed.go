@@ -22,7 +22,7 @@ import (
 
 // Version is the bundle's semantic version. It is stamped into every
 // flattened script, so changing it changes every SHA.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 //go:embed *.lua lib/*.lua manifest.json
 var sources embed.FS
