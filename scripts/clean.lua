@@ -6,8 +6,21 @@
 -- retention has ended, frees unique keys whose TTL has passed, and deletes the
 -- per-day stats fields of days older than the queue's 'stats_days' (meta,
 -- default 30; see configure), keeping the lifetime totals. Each step handles
--- at most limit items; the reply says whether more remain, and the janitor
--- calls again until nothing does.
+-- at most limit items; the reply says more only when another call has
+-- something to do (a step left due items behind), and the janitor calls
+-- again until nothing does.
+--
+-- A reclaimed lease becomes a retry and signals the wake list: idle workers
+-- do not wait for lease deadlines, so this is how one learns of it.
+--
+-- An expired pending task is taken out of the pending list while a scan
+-- budget of 100000 list elements per call lasts (a list removal is linear in
+-- the list). Past it, in a longer backlog, the task is expired all the same
+-- (counted once, its data deleted or archived, its expiry entry and unique
+-- key freed) and its list entry is left behind, stale: counted in the stale
+-- hash and the meta field 'stale', dropped uncounted by the lease call that
+-- pops it, and not counted as pending by queue-info (see lib/expire). The
+-- first stale entry raises the queue's data schema to 2.
 --
 -- KEYS:
 --   meta       queue meta hash
@@ -26,6 +39,7 @@
 --   completed  zset: task id -> when its retention ends (Unix ms)
 --   results    hash: task id -> result bytes
 --   lock       string: the janitor lock's owner token
+--   stale      hash: task id -> how many stale entries of it pending holds (lib/expire)
 -- ARGV:
 --   owner               string  the caller's owner token; must hold the lock
 --   limit               int     most items per step, 1..1000
@@ -34,7 +48,7 @@
 --     more (1 = call again, 0 = done)
 -- ERRORS: LQ_BADARG LQ_NOT_OWNER LQ_SCHEMA
 -- COST: O(limit * log N) per step, plus at most 100000 list elements scanned to pull expired ids out of pending,
---     plus O(S) to read the stats hash (S = its fields: 5 totals + 5 per kept day)
+--     plus O(S) to read the stats hash (S = its fields: 5 totals + 5 per kept day); never O(pending)
 -- WHEN FULL: runs
 -- @include args
 -- @include schema
@@ -58,26 +72,23 @@ if redis.call('GET', K.lock) ~= owner then
 end
 
 -- sweep_retained deletes up to limit completed tasks whose retention ended.
+-- Returns how many and 1 when more remain, else 0.
 local function sweep_retained(now)
-  local ids = redis.call('ZRANGEBYSCORE', K.completed, '-inf', fmt(now), 'LIMIT', 0, limit)
+  local ids, more = due_batch(K.completed, now, limit)
   if #ids > 0 then
     redis.call('ZREM', K.completed, unpack(ids))
     redis.call('HDEL', K.tasks, unpack(ids))
     redis.call('HDEL', K.results, unpack(ids))
   end
-  return #ids
+  return #ids, more
 end
 
 local now = now_ms()
-local reclaimed = reclaim_expired(now, limit, backoff)
+local reclaimed, more_reclaim = reclaim_expired(now, limit, backoff)
 local expired, more_expired = sweep_expired(now, limit)
 local more_archive = trim_archive(now)
-local retained = sweep_retained(now)
-local freed = unique_sweep(now, limit)
+local retained, more_retained = sweep_retained(now)
+local freed, more_unique = unique_sweep(now, limit)
 local trimmed, more_stats = stats_trim(now, limit)
-local more = 0
-if reclaimed == limit or more_expired == 1 or more_archive == 1 or retained == limit or freed == limit
-    or more_stats == 1 then
-  more = 1
-end
+local more = math.max(more_reclaim, more_expired, more_archive, more_retained, more_unique, more_stats)
 return {reclaimed, expired, retained, freed, trimmed, more}

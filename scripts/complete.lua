@@ -24,6 +24,7 @@
 --   unique_ttl zset: unique key -> end of the hold (Unix ms)
 --   completed  zset: task id -> when its retention ends (Unix ms)
 --   results    hash: task id -> result bytes its handler wrote (retained tasks only)
+--   stale      hash: task id -> how many stale entries of it pending holds (lib/expire)
 -- ARGV:
 --   id             string  task id
 --   token          int     fencing token of the lease

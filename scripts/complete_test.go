@@ -75,9 +75,9 @@ func TestCompleteLeaseNext(t *testing.T) {
 	// Lease-next with promote_limit 0 still takes what is pending.
 	got = decodeDeq(t, mustRun(t, env, "complete", "b", "2", "", "1", "10", "0"))
 	checkDeq(t, deqReply{Leased: 1, NextDue: -1, Tasks: []leased{lt(s, 4, 0, now+10)}}, got)
-	// Nothing left to lease: the reply carries the hint (c's lease ends at now+5000).
+	// Nothing left to lease or scheduled: no hint (c's lease is none).
 	got = decodeDeq(t, mustRun(t, env, "complete", "s", "4", "", "1000", "1", "1000"))
-	checkDeq(t, deqReply{NextDue: 5001}, got)
+	checkDeq(t, deqReply{NextDue: -1}, got)
 	// Paused: the completion happens, the lease-next does not.
 	mustRun(t, env, "set-paused", "1")
 	mustRun(t, env, "enqueue", enqArgs(tk("d"))...)

@@ -29,6 +29,6 @@ if stop then
   return stop
 end
 begin_writes()
-redis.call('HSETNX', K.meta, 'schema', fmt(SCHEMA))
+redis.call('HSETNX', K.meta, 'schema', fmt(SCHEMA_FIRST))
 redis.call('HSET', K.meta, 'archive_max', fmt(max), 'archive_age_ms', fmt(age), 'stats_days', fmt(stats_days))
 return 1

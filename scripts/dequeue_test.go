@@ -68,9 +68,11 @@ func TestDequeueFIFOTokensAndLeaseDeadlines(t *testing.T) {
 		// pending is empty, so no wake token is left behind.
 	}, "meta", "pending", "active", "tokens", "wake")
 
-	// Nothing pending or scheduled: the hint is when the first lease may be reclaimed.
+	// Nothing pending or scheduled: no hint (-1), although leases run. An
+	// idle worker does not wake to reclaim them: the janitor does, and its
+	// retry signals the wake list (TestCleanReclaimWakesIdleWorkers).
 	unchanged(t, env, func() {
-		checkDeq(t, deqReply{NextDue: 1100 + 1 - 100}, dequeue(t, env, 5, 1000, 10, 0, 0))
+		checkDeq(t, deqReply{NextDue: -1}, dequeue(t, env, 5, 1000, 10, 0, 0))
 	})
 }
 
@@ -87,7 +89,7 @@ func TestDequeueNextDueIn(t *testing.T) {
 	unchanged(t, env, func() {
 		checkDeq(t, deqReply{NextDue: 0}, dequeue(t, env, 1, 1000, 0, 10, 0))
 	})
-	// An earlier lease expiry wins over a later schedule.
+	// Lease deadlines never count: only the schedule does.
 	mustRun(t, env, "enqueue", enqArgs(tk("p"), task{id: "s2", typ: "t", in: 9000})...)
 	r := dequeue(t, env, 1, 500, 0, 0, 0)
 	if r.Leased != 1 || r.Tasks[0].ID != "p" {
@@ -95,15 +97,17 @@ func TestDequeueNextDueIn(t *testing.T) {
 	}
 	// s (overdue) is still scheduled: 0 wins.
 	checkDeq(t, deqReply{NextDue: 0}, dequeue(t, env, 1, 500, 0, 0, 0))
-	// Lease s away (promote it), then s2 at 9000 competes with the lease at 500.
+	// Lease s away (promote it): s2 at 9000 is the hint, not the leases
+	// ending at 500.
 	r = dequeue(t, env, 1, 500, 1, 0, 0)
 	if r.Leased != 1 || r.Tasks[0].ID != "s" {
 		t.Fatalf("leased %+v, want s", r)
 	}
-	checkDeq(t, deqReply{NextDue: 501}, dequeue(t, env, 1, 500, 0, 0, 0))
+	checkDeq(t, deqReply{NextDue: 9000}, dequeue(t, env, 1, 500, 0, 0, 0))
 	advance(env, 501)
-	// Now both leases are reclaimable (0), but with reclaim_limit 0 nothing moves.
-	checkDeq(t, deqReply{NextDue: 0}, dequeue(t, env, 1, 500, 0, 0, 0))
+	// Both leases have expired; with reclaim_limit 0 nothing moves and the
+	// hint is still s2's due time.
+	checkDeq(t, deqReply{NextDue: 9000 - 501}, dequeue(t, env, 1, 500, 0, 0, 0))
 }
 
 func TestDequeuePromoteLimitAndOrder(t *testing.T) {
@@ -215,17 +219,17 @@ func TestDequeueReclaimsExpiredLeases(t *testing.T) {
 	mustRun(t, env, "enqueue", enqArgs(a, b, c)...)
 	dequeue(t, env, 3, 1000, 0, 0, 0) // tokens 1, 2, 3; leases until epoch+1000
 
-	// A lease whose deadline is now has not expired yet.
+	// A lease whose deadline is now has not expired yet (and is no hint).
 	advance(env, 1000)
 	unchanged(t, env, func() {
-		checkDeq(t, deqReply{NextDue: 1}, dequeue(t, env, 1, 1000, 0, 10, 0))
+		checkDeq(t, deqReply{NextDue: -1}, dequeue(t, env, 1, 1000, 0, 10, 0))
 	})
 
 	// One ms later all three have expired; reclaim_limit 2 takes a and b
 	// (equal deadlines, so by id), leaving c.
 	advance(env, 1)
 	now := nowMS(env)
-	checkDeq(t, deqReply{NextDue: 0}, dequeue(t, env, 1, 1000, 0, 2, 500))
+	checkDeq(t, deqReply{NextDue: 500}, dequeue(t, env, 1, 1000, 0, 2, 500)) // a's retry
 	checkSnapshot(t, env, keyspace.Snapshot{
 		key("meta"): hashV("schema", "1", "fence", "3"),
 		key("tasks"): hashV(

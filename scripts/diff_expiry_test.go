@@ -43,7 +43,7 @@ func expiryScenarios() []dscenario {
 			callErr(codeBadArg, "clean", "j1", "10", "-1"),
 			callErr(codeBadArg, "clean", "j2", "10", "31536000001"),
 			{script: "clean", args: []string{"j1", "10"}, direct: true, wantErr: codeBadArg},
-			{cmd: []string{"HSET", "$key:meta", "schema", "2"}},
+			{cmd: []string{"HSET", "$key:meta", "schema", "3"}},
 			callErr(codeSchema, "janitor-lock", "release", "j1", "0"),
 			callErr(codeSchema, "clean", "j1", "10", "0"),
 		}},

@@ -515,7 +515,7 @@ func scenarios() []dscenario {
 			{script: "queue-info", args: []string{"x"}, direct: true, wantErr: codeBadArg},
 			{cmd: []string{"HDEL", "$key:tasks", "a"}},
 			callErr(codeNotFound, "retry-or-archive", "a", "1", "m", "0", "0"),
-			{cmd: []string{"HSET", "$key:meta", "schema", "2"}},
+			{cmd: []string{"HSET", "$key:meta", "schema", "3"}},
 			callErr(codeSchema, "enqueue", enq(g("x", "t", "", "0", "0", "0", "0", "0"))...),
 			callErr(codeSchema, "dequeue", deqArgs(1, 1000, 10, 10, 0)...),
 			callErr(codeSchema, "extend", "a", "1", "1000"),

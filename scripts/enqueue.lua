@@ -138,7 +138,7 @@ end
 
 -- Validation is over; from here on only writes.
 if not schema_present then
-  redis.call('HSET', K.meta, 'schema', fmt(SCHEMA))
+  redis.call('HSET', K.meta, 'schema', fmt(SCHEMA_FIRST))
 end
 local generate = 0
 for i = 1, count do

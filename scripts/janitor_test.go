@@ -320,58 +320,6 @@ func TestCleanDropsStaleExpiryEntries(t *testing.T) {
 	checkSnapshot(t, env, before)
 }
 
-// TestCleanPendingScanBudget: pulling expired ids out of pending scans at
-// most 100000 list elements per call; the rest is left for later calls (or
-// for dequeue to discard).
-func TestCleanPendingScanBudget(t *testing.T) {
-	env := scripttest.New(t)
-	filler := make([]string, 60000)
-	for i := range filler {
-		filler[i] = "f" + strconv.Itoa(i)
-	}
-	if _, err := env.Miniredis().Push(key("pending"), filler...); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, env, "enqueue", enqArgs(task{id: "e1", typ: "t", expireIn: 10}, task{id: "e2", typ: "t", expireIn: 10})...)
-	acquire(t, env, "j1", 600000)
-	advance(env, 10)
-	// e1 costs 60002 of the budget; e2 (60001 left to scan) does not fit.
-	checkClean(t, cleanReply{Expired: 1}, clean(t, env, "j1", 100, 0))
-	snap := env.Snapshot(t)
-	p := snap[key("pending")].List
-	if len(p) != 60001 || p[60000] != "e2" {
-		t.Fatalf("pending has %d ids ending %q, want 60001 ending e2", len(p), p[len(p)-1])
-	}
-	if d := cmp.Diff(zsetV(zm{"e2", epochMS + 10}), snap[key("expiry")]); d != "" {
-		t.Errorf("expiry (-want +got):\n%s", d)
-	}
-	checkClean(t, cleanReply{Expired: 1}, clean(t, env, "j1", 100, 0))
-	snap = env.Snapshot(t)
-	if len(snap[key("pending")].List) != 60000 || len(snap[key("tasks")].Hash) != 0 {
-		t.Errorf("after the second clean: %d pending, %d records; want 60000 and 0", len(snap[key("pending")].List), len(snap[key("tasks")].Hash))
-	}
-	if _, ok := snap[key("expiry")]; ok {
-		t.Errorf("expiry index still exists: %+v", snap[key("expiry")])
-	}
-
-	// A backlog longer than the whole budget: the expired task stays for
-	// dequeue to discard.
-	env2 := scripttest.New(t)
-	big := make([]string, 100000)
-	for i := range big {
-		big[i] = "f" + strconv.Itoa(i)
-	}
-	if _, err := env2.Miniredis().Push(key("pending"), big...); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, env2, "enqueue", enqArgs(task{id: "e", typ: "t", expireIn: 10})...)
-	acquire(t, env2, "j1", 600000)
-	advance(env2, 10)
-	unchanged(t, env2, func() {
-		checkClean(t, cleanReply{}, clean(t, env2, "j1", 100, 0))
-	})
-}
-
 func TestCleanTrimsArchive(t *testing.T) {
 	env := scripttest.New(t)
 	archiveN(t, env, "a", 3) // a0 +0, a1 +1, a2 +2
@@ -451,7 +399,9 @@ func TestCleanFreesUniqueKeysPastTTL(t *testing.T) {
 }
 
 // TestCleanMoreFlag: each step handles at most limit items, and the reply
-// says more (1) when a step used its whole limit.
+// says more (1) exactly when a step left due items behind: a call that says
+// more is followed by one that handles something, and a call after one that
+// says done handles nothing.
 func TestCleanMoreFlag(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -500,9 +450,9 @@ func TestCleanMoreFlag(t *testing.T) {
 			more  []int64
 		}{
 			{3, 2, []int64{2, 1}, []int64{1, 0}},
-			{2, 2, []int64{2, 0}, []int64{1, 0}}, // exactly the limit: one more call, which finds nothing
+			{2, 2, []int64{2}, []int64{0}}, // exactly the limit: done, no empty call after it
 			{1, 2, []int64{1}, []int64{0}},
-			{5, 1, []int64{1, 1, 1, 1, 1, 0}, []int64{1, 1, 1, 1, 1, 0}},
+			{5, 1, []int64{1, 1, 1, 1, 1}, []int64{1, 1, 1, 1, 0}},
 		} {
 			t.Run(tc.name+"/"+strconv.Itoa(c.n)+" items, limit "+ms(c.limit), func(t *testing.T) {
 				env := scripttest.New(t)
@@ -518,6 +468,7 @@ func TestCleanMoreFlag(t *testing.T) {
 					}
 					checkClean(t, want, clean(t, env, "j1", c.limit, 60000))
 				}
+				unchanged(t, env, func() { checkClean(t, cleanReply{}, clean(t, env, "j1", c.limit, 60000)) })
 			})
 		}
 	}
@@ -537,6 +488,16 @@ func TestCleanMoreFlag(t *testing.T) {
 		if n := len(env.Snapshot(t)[key("archived")].ZSet); n != 5 {
 			t.Fatalf("%d archived after one clean, want 5", n)
 		}
+		checkClean(t, cleanReply{}, clean(t, env, "j1", 1000, 0))
+		checkKeys(t, env, keyspace.Snapshot{}, "archived", "tasks", "errors")
+	})
+	// Exactly one batch past the age bound: trimmed in one call that says done.
+	t.Run("archive age, exactly one batch", func(t *testing.T) {
+		env := scripttest.New(t)
+		archiveN(t, env, "a", 100)
+		hset(t, env, "meta", "archive_age_ms", "1")
+		advance(env, 100)
+		acquire(t, env, "j1", 600000)
 		checkClean(t, cleanReply{}, clean(t, env, "j1", 1000, 0))
 		checkKeys(t, env, keyspace.Snapshot{}, "archived", "tasks", "errors")
 	})
@@ -585,9 +546,11 @@ func TestCleanLeavesOnlyBookkeeping(t *testing.T) {
 			checkClean(t, cleanReply{UniqueFreed: 1}, clean(t, env, "j1", 1000, 0)) // u4's key
 			mustRun(t, env, "complete", "u4", "5", "", "0", "0", "0")
 			advance(env, 900)
-			checkDeq(t, deqReply{NextDue: 0}, dequeue(t, env, 2, 1000, 0, 0, 0)) // e3 expired, x3 archived (deadline)
+			// e3 expired, x3 archived (deadline), then, popping on for their
+			// places, e1 expired too; e2 (scheduled, overdue) makes the hint 0.
+			checkDeq(t, deqReply{NextDue: 0}, dequeue(t, env, 2, 1000, 0, 0, 0))
 			advance(env, 1)
-			checkClean(t, cleanReply{Reclaimed: 1, Expired: 2, RetentionDeleted: 1}, cleanAll(t, env, "j1", 1000, 0))
+			checkClean(t, cleanReply{Reclaimed: 1, Expired: 1, RetentionDeleted: 1}, cleanAll(t, env, "j1", 1000, 0))
 			advance(env, 1000)
 			cleanAll(t, env, "j1", 1000, 0)
 			if got := mustRun(t, env, "janitor-lock", "release", "j1", "0"); got != int64(1) {
@@ -595,7 +558,7 @@ func TestCleanLeavesOnlyBookkeeping(t *testing.T) {
 			}
 			snap := env.Snapshot(t)
 			checkSnapshot(t, env, keyspace.Snapshot{
-				key("meta"):  hashV("schema", "1", "fence", "7", bound.field, bound.value),
+				key("meta"):  hashV("schema", "1", "fence", "8", bound.field, bound.value),
 				key("stats"): statsV("processed", "3", "failed", "3", "archived", "4", "expired", "3"),
 				key("wake"):  wakeV(),
 			})

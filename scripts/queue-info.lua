@@ -1,5 +1,8 @@
 -- luaq script: queue-info
--- Reads the sizes and counters of a queue. Writes nothing.
+-- Reads the sizes and counters of a queue. Writes nothing. pending counts
+-- pending tasks: the length of the pending list minus its stale entries
+-- (meta field 'stale', see lib/expire), left behind by tasks the janitor
+-- expired in a long backlog.
 --
 -- KEYS:
 --   meta       queue meta hash
@@ -29,7 +32,7 @@ local function num(v)
   return 0
 end
 return {
-  'pending', redis.call('LLEN', K.pending),
+  'pending', math.max(0, redis.call('LLEN', K.pending) - queue_stale), -- queue_stale: read by precheck
   'scheduled', redis.call('ZCARD', K.scheduled),
   'active', redis.call('ZCARD', K.active),
   'archived', redis.call('ZCARD', K.archived),

@@ -315,6 +315,18 @@ func TestSpecKeyTable(t *testing.T) {
 	call("register", "w1", "{}", "60000")                // the worker registry
 	call("janitor-lock", "acquire", "j1", "60000")       // the lock
 	ctx := context.Background()
+	// A stale entry: s expires behind a backlog longer than clean's scan
+	// budget (100,000 list elements).
+	filler := make([]any, 100000)
+	for i := range filler {
+		filler[i] = "f" + strconv.Itoa(i)
+	}
+	if err := env.Client().RPush(ctx, q.Key("pending"), filler...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	call("enqueue", append([]string{"1"}, task("s", "0", "0", "10", "", "0")...)...)
+	env.Advance(10 * time.Millisecond)
+	call("clean", "j1", "100", "0")
 	for role, row := range rows {
 		got, err := env.Client().Type(ctx, q.Key(role)).Result()
 		if err != nil {

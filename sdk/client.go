@@ -212,7 +212,7 @@ func (c *Client) setPaused(ctx context.Context, queue, flag string) (bool, error
 // QueueInfo is a snapshot of a queue's sizes and lifetime counters.
 type QueueInfo struct {
 	Queue     string
-	Pending   int64
+	Pending   int64 // tasks ready to run (not the stale list entries of tasks that expired in a long backlog)
 	Scheduled int64 // scheduled tasks and tasks waiting for a retry
 	Active    int64
 	Archived  int64

@@ -99,10 +99,10 @@ func TestKilledWorkersTaskRecoveredPromptly(t *testing.T) {
 	})
 
 	t.Run("live workers run it every time", func(t *testing.T) {
-		// Here an idle worker's own dequeue may reclaim the lease too (its
-		// idle wait ends when the first lease may be reclaimed), so this
-		// checks the end-to-end bound; the subtest above isolates the
-		// janitors.
+		// Idle workers do not wake for lease deadlines: the janitors
+		// reclaim the lease and the retry's wake signal brings the task to
+		// an idle worker. This checks that end-to-end bound; the subtest
+		// above isolates the janitors.
 		const queue2 = queue + "-w"
 		// The same long-TTL janitors, over this subtest's queue, besides
 		// the workers' built-in ones.

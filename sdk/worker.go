@@ -63,8 +63,9 @@ type WorkerConfig struct {
 	// it returns their tasks to pending. Default 10s.
 	ShutdownTimeout time.Duration
 	// MaxIdleWait is the longest an idle worker blocks on the wake list
-	// before it looks at its queues again (it wakes at once on an enqueue,
-	// and exactly when the next scheduled task is due). Default 30s.
+	// before it looks at its queues again (it wakes at once on an enqueue or
+	// a retry, a reclaimed lease's included, and exactly when the next
+	// scheduled task is due). Default 30s.
 	MaxIdleWait time.Duration
 	// PromoteLimit is the most due scheduled tasks one dequeue promotes.
 	// Default 100.
@@ -79,7 +80,11 @@ type WorkerConfig struct {
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// JanitorInterval is how often the worker's built-in janitor cleans its
-	// queues (see Janitor). Default 2s; negative disables it.
+	// queues (see Janitor). Default 2s; negative disables it. The janitor is
+	// what reclaims the leases of workers that died, within a lease plus
+	// this interval: idle workers do not poll for lease deadlines. With it
+	// disabled, run a Janitor elsewhere, or such tasks wait for a busy
+	// worker's dequeue or an idle one's MaxIdleWait.
 	JanitorInterval time.Duration
 	// JanitorLockTTL is the built-in janitor's lock TTL (see
 	// JanitorConfig.LockTTL). Default 1 minute.

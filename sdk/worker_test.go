@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,6 +211,22 @@ func (s *scriptSpy) count(name string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[name]
+}
+
+// snapshot returns the calls counted so far, per script name.
+func (s *scriptSpy) snapshot() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.calls)
+}
+
+// total returns the script calls counted so far.
+func (s *scriptSpy) total() int {
+	n := 0
+	for _, c := range s.snapshot() {
+		n += c
+	}
+	return n
 }
 
 func (s *scriptSpy) record(cmds []redis.Cmder) []string {

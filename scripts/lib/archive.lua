@@ -33,13 +33,13 @@ local function trim_archive(now)
   local age = ARCHIVE_AGE_MS_DEFAULT
   if cfg[1] then max = cfg[1] + 0 end
   if cfg[2] then age = cfg[2] + 0 end
-  local old = redis.call('ZRANGEBYSCORE', K.archived, '-inf', fmt(now - age), 'LIMIT', 0, ARCHIVE_TRIM_BATCH)
+  local old, more = due_batch(K.archived, now - age, ARCHIVE_TRIM_BATCH)
   delete_archived(old)
   local excess = redis.call('ZCARD', K.archived) - max
   if excess > 0 then
     delete_archived(redis.call('ZRANGE', K.archived, 0, math.min(excess, ARCHIVE_TRIM_BATCH) - 1))
   end
-  if #old == ARCHIVE_TRIM_BATCH or excess > ARCHIVE_TRIM_BATCH then
+  if more == 1 or excess > ARCHIVE_TRIM_BATCH then
     return 1
   end
   return 0

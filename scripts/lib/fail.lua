@@ -34,12 +34,14 @@ end
 
 -- reclaim_expired fails up to limit tasks whose lease deadline has passed
 -- (their worker died or lost contact) with the message 'lease expired',
--- retrying them after backoff_ms. Returns how many it reclaimed.
+-- retrying them after backoff_ms; each retry signals the wake list, so an
+-- idle worker (which does not wait for lease deadlines) picks it up. Returns
+-- how many it reclaimed and 1 when more expired leases remain, else 0.
 local function reclaim_expired(now, limit, backoff_ms)
   if limit <= 0 then
-    return 0
+    return 0, 0
   end
-  local ids = redis.call('ZRANGEBYSCORE', K.active, '-inf', fmt(now - 1), 'LIMIT', 0, limit)
+  local ids, more = due_batch(K.active, now - 1, limit)
   for _, id in ipairs(ids) do
     local s = redis.call('HGET', K.tasks, id)
     if s then
@@ -48,5 +50,5 @@ local function reclaim_expired(now, limit, backoff_ms)
       release_lease(id)
     end
   end
-  return #ids
+  return #ids, more
 end

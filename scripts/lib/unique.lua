@@ -4,6 +4,7 @@
 -- enqueue with the same key is refused. K.unique maps key -> owner task id,
 -- K.unique_ttl maps key -> hold deadline (Unix ms) so expired holds can be
 -- swept in bounded batches.
+-- @include util
 
 -- unique_holder returns the id of the live task holding key, or false.
 local function unique_holder(key, now)
@@ -27,12 +28,12 @@ local function unique_release(id, key)
 end
 
 -- unique_sweep frees up to limit keys whose hold has passed its TTL.
--- Returns how many it freed.
+-- Returns how many it freed and 1 when more such keys remain, else 0.
 local function unique_sweep(now, limit)
-  local keys = redis.call('ZRANGEBYSCORE', K.unique_ttl, '-inf', fmt(now), 'LIMIT', 0, limit)
+  local keys, more = due_batch(K.unique_ttl, now, limit)
   if #keys > 0 then
     redis.call('HDEL', K.unique, unpack(keys))
     redis.call('ZREM', K.unique_ttl, unpack(keys))
   end
-  return #keys
+  return #keys, more
 end

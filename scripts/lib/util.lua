@@ -24,3 +24,16 @@ local function push_all(cmd, key, items)
     i = j + 1
   end
 end
+
+-- due_batch returns up to limit members of zset key whose score is at most
+-- max, lowest first, and 1 when more such members remain, else 0. It reads
+-- one member past limit rather than guess from a full batch, so a caller
+-- that reports "more" only does so when another call has something to do.
+local function due_batch(key, max, limit)
+  local ids = redis.call('ZRANGEBYSCORE', key, '-inf', fmt(max), 'LIMIT', '0', fmt(limit + 1))
+  if #ids > limit then
+    local _ = table.remove(ids)
+    return ids, 1
+  end
+  return ids, 0
+end
