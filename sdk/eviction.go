@@ -98,7 +98,9 @@ func checkEviction(ctx context.Context, rdb redis.UniversalClient, log *slog.Log
 		if required {
 			return true, fmt.Errorf("%w: noeviction is required but the policy could not be read: %w", ErrEvictionPolicy, err)
 		}
-		log.Warn("luaq: could not read the Redis eviction policy; make sure maxmemory-policy is noeviction, or queue keys may be evicted", "err", err)
+		// Not a sign of trouble by itself (an ACL without +info, a server
+		// that does not report it), so no warning: say it once, quietly.
+		log.Info("luaq: could not read the Redis eviction policy; make sure maxmemory-policy is noeviction, or queue keys may be evicted", "err", err)
 		return false, nil
 	}
 	var evicting []string
