@@ -2,6 +2,8 @@ package sdk
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ const hangGuard = 2 * time.Minute
 // was sent, when its reply arrived, and the reply.
 type scriptCall struct {
 	name       string
+	argv       []string // ARGV, as sent
 	start, end time.Time
 	reply      any
 	err        error
@@ -84,12 +87,29 @@ func (l *callLog) record(cmds []redis.Cmder, start, end time.Time) {
 		if !ok {
 			continue
 		}
-		call := scriptCall{name: name, start: start, end: end, err: c.Err()}
+		call := scriptCall{name: name, argv: evalArgv(args), start: start, end: end, err: c.Err()}
 		if v, ok := c.(*redis.Cmd); ok {
 			call.reply = v.Val()
 		}
 		l.calls = append(l.calls, call)
 	}
+}
+
+// evalArgv returns the ARGV of an EVALSHA command's arguments: after the
+// SHA, the key count and the keys.
+func evalArgv(args []any) []string {
+	if len(args) < 3 {
+		return nil
+	}
+	nkeys, err := strconv.Atoi(fmt.Sprint(args[2]))
+	if err != nil || len(args) < 3+nkeys {
+		return nil
+	}
+	var argv []string
+	for _, a := range args[3+nkeys:] {
+		argv = append(argv, fmt.Sprint(a))
+	}
+	return argv
 }
 
 func (l *callLog) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -124,4 +144,36 @@ func cleanReclaimed(c scriptCall) int64 {
 		return -1
 	}
 	return n
+}
+
+// idleSpellStart returns when the idle spell under way at at began: when
+// the reply of the worker's last dequeue call answered before at came back
+// (an idle spell follows a dequeue that leased nothing). dequeues are the
+// worker's own dequeue calls.
+func idleSpellStart(t *testing.T, dequeues []scriptCall, at time.Time) time.Time {
+	t.Helper()
+	var spell time.Time
+	for _, d := range dequeues {
+		if d.end.Before(at) && d.end.After(spell) {
+			spell = d.end
+		}
+	}
+	if spell.IsZero() {
+		t.Fatalf("the worker made no dequeue call before %v", at.Format(time.StampMicro))
+	}
+	return spell
+}
+
+// checkWoken checks that a worker idle when sent (with MaxIdleWait maxIdle)
+// ran a task at ranAt because something woke it (a wake token, a next-due
+// hint), not because its idle spell ran out: an idle spell that began at
+// spell would have ended by itself only at spell+maxIdle. This holds
+// however slow the machine is, unlike a fixed latency bound.
+func checkWoken(t *testing.T, what string, spell, sent, ranAt time.Time, maxIdle time.Duration) {
+	t.Helper()
+	t.Logf("%s: ran %s after %s, %s into the idle spell", what, ranAt.Sub(sent).Round(time.Millisecond), sent.Format(time.StampMilli), ranAt.Sub(spell).Round(time.Millisecond))
+	if !ranAt.Before(spell.Add(maxIdle)) {
+		t.Errorf("%s: ran %s into the idle spell that began %s before %s, not before its MaxIdleWait %s: nothing woke the worker",
+			what, ranAt.Sub(spell), sent.Sub(spell), sent.Format(time.StampMilli), maxIdle)
+	}
 }

@@ -539,7 +539,8 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 			t.Fatal(err)
 		}
 		ranAt := recv(t, idleRan, hangGuard, "the idle worker to run a task enqueued after the failover")
-		clcCheckWoken(t, idleCalls.of("dequeue"), enqAt, ranAt)
+		spell := idleSpellStart(t, idleCalls.of("dequeue"), enqAt)
+		checkWoken(t, "the worker that idled through the failover", spell, enqAt, ranAt, clcIdleWait)
 		// The stream goes on against the new master.
 		after := streamCount.Load()
 		waitFor(t, hangGuard, "the stream to go on after the failover", func() bool {
@@ -910,29 +911,6 @@ func clcGetTasks(c *Client, keys map[string]time.Time) (map[string]*TaskState, m
 	}
 	wg.Wait()
 	return states, errs
-}
-
-// clcCheckWoken checks that the worker that idled through the failover ran
-// the task enqueued at enqAt because its wait was woken, not because its
-// wait ended: the idle spell under way at enqAt began when the worker's last
-// dequeue before enqAt was answered, and would have ended by itself only
-// clcIdleWait later.
-func clcCheckWoken(t *testing.T, dequeues []scriptCall, enqAt, ranAt time.Time) {
-	t.Helper()
-	var spell time.Time
-	for _, d := range dequeues {
-		if d.end.Before(enqAt) && d.end.After(spell) {
-			spell = d.end
-		}
-	}
-	if spell.IsZero() {
-		t.Fatalf("the idle worker made no dequeue call before the enqueue at %v", enqAt)
-	}
-	t.Logf("the worker that idled through the failover ran a new task %s after its enqueue, %s into its idle spell",
-		ranAt.Sub(enqAt).Round(time.Millisecond), ranAt.Sub(spell).Round(time.Millisecond))
-	if !ranAt.Before(spell.Add(clcIdleWait)) {
-		t.Errorf("the worker that idled through the failover ran a new task %s into its idle spell (MaxIdleWait %s): its wait was lost", ranAt.Sub(spell), clcIdleWait)
-	}
 }
 
 // clcWait polls cond every 50ms until it holds or timeout (a hang guard)
