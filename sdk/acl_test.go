@@ -81,7 +81,7 @@ func TestLeastPrivilegeACL(t *testing.T) {
 			t.Fatalf("enqueue as the ACL user: %v", err)
 		}
 	}
-	waitTerminal(t, c, "acl", 50, 20*time.Second)
+	waitTerminal(t, c, "acl", 50)
 	if list, err := c.Workers(ctx, "acl", 10); err != nil || len(list) != 1 {
 		t.Errorf("Workers as the ACL user: %v, %v", list, err)
 	}

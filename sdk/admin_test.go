@@ -46,7 +46,7 @@ func TestArchivedTasksRunAgainOrDelete(t *testing.T) {
 		}
 		<-done
 	}
-	waitFor(t, 5*time.Second, "two archived tasks", func() bool {
+	waitFor(t, hangGuard, "two archived tasks", func() bool {
 		info, err := c.QueueInfo(ctx, "adm")
 		return err == nil && info.Archived == 2
 	})
@@ -69,7 +69,7 @@ func TestArchivedTasksRunAgainOrDelete(t *testing.T) {
 	if _, err := c.DeleteTask(ctx, "adm", "b"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second DeleteTask: %v, want ErrNotFound", err)
 	}
-	waitTerminal(t, c, "adm", 3, 5*time.Second)
+	waitTerminal(t, c, "adm", 3)
 	for _, role := range []string{"tasks", "errors", "archived", "pending"} {
 		if n, _ := rdb.Exists(ctx, "luaq:{adm}:"+role).Result(); n != 0 {
 			t.Errorf("luaq:{adm}:%s left", role)
@@ -114,7 +114,7 @@ func TestArchiveBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	info := waitTerminal(t, c, "bnd", 10, 10*time.Second)
+	info := waitTerminal(t, c, "bnd", 10)
 	if info.Archived != 3 || info.ArchivedTotal != 10 {
 		t.Errorf("archive holds %d (total archived %d), want 3 (10)", info.Archived, info.ArchivedTotal)
 	}
@@ -144,7 +144,7 @@ func TestGetTaskReadsARetainedTask(t *testing.T) {
 		return nil
 	})
 	runWorker(t, w)
-	waitTerminal(t, c, "get", 1, 5*time.Second)
+	waitTerminal(t, c, "get", 1)
 	st, err = c.GetTask(ctx, "get", "g1")
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,7 @@ const (
 	clcRetention = 2 * time.Second
 	clcDue       = 600 * time.Millisecond
 	clcExpiry    = 150 * time.Millisecond
+	clcIdleWait  = 30 * time.Second // MaxIdleWait of the worker idling through the failover
 )
 
 func clcKinds() []clcKind {
@@ -61,8 +62,10 @@ func clcKinds() []clcKind {
 		{name: "expdel", perQueue: 2, wave: 0, opts: func(string, int) []Option { return []Option{ExpireIn(clcExpiry)} }},
 		{name: "exparch", perQueue: 2, wave: 0, expireArchive: true, errMsg: "expired",
 			opts: func(string, int) []Option { return []Option{ExpireIn(clcExpiry), ArchiveOnExpiry()} }},
+		// Both relative to the enqueue on the server's clock: an absolute
+		// ExpireAt computed here could pass before a slow enqueue.
 		{name: "expsched", perQueue: 2, wave: 0, opts: func(string, int) []Option {
-			return []Option{ProcessIn(clcExpiry / 3), ExpireAt(time.Now().Add(clcExpiry))}
+			return []Option{ProcessIn(clcExpiry / 3), ExpireIn(clcExpiry)}
 		}},
 		{name: "ok", perQueue: 12, wave: 1, maxRetry: DefaultMaxRetry, opts: func(_ string, i int) []Option {
 			switch i % 6 {
@@ -323,9 +326,14 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 	for _, q := range queues {
 		enqueued[q] = map[string]string{}
 	}
-	enqueueWave := func(wave int) {
+	// enqueueWave enqueues a wave's tasks to every queue, calls after (if
+	// not nil) right after each queue's batch went in, and returns, per
+	// queue, when its batch was built and the enqueue replies.
+	enqueueWave := func(wave int, after func(q string, b clcBatch)) map[string]clcBatch {
 		t.Helper()
+		batches := map[string]clcBatch{}
 		for _, q := range queues {
+			built := time.Now()
 			var batch []NewTask
 			for _, k := range kinds {
 				if k.wave != wave {
@@ -344,12 +352,17 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 				enqueued[q][in.ID] = in.Type
 			}
 			enqMu.Unlock()
+			batches[q] = clcBatch{built: built, infos: infos}
+			if after != nil {
+				after(q, batches[q])
+			}
 		}
+		return batches
 	}
 
 	// Phase 0: no worker runs. Tasks that expire unseen: pending or
 	// scheduled, deleted or archived.
-	enqueueWave(0)
+	enqueueWave(0, nil)
 	waitServerPast(t, producerRdb, time.Now().Add(clcExpiry))
 
 	// Workers: each its own cluster client (its own process, in effect),
@@ -386,22 +399,19 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 		}
 	}
 
-	// Wave 1 and what can be seen right after it.
-	enqueueWave(1)
-	for _, q := range queues {
+	// Wave 1 and what can be seen right after each queue's batch: the
+	// workers run, so on a slow machine a task may be due by the time the
+	// test looks, and the checks allow for that.
+	wave1 := enqueueWave(1, func(q string, b clcBatch) {
 		for i := 0; i < kindOf["sched"].perQueue; i++ {
-			ts, err := c.GetTask(ctx, q, fmt.Sprintf("sched-%d", i))
-			if err != nil {
-				t.Fatalf("GetTask of a scheduled task: %v", err)
-			}
-			if ts.State != "scheduled" || ts.StateAt.Before(ts.EnqueuedAt.Add(clcDue-50*time.Millisecond)) {
-				t.Errorf("%s sched-%d: state %s due %v (enqueued %v), want scheduled about %s later", q, i, ts.State, ts.StateAt, ts.EnqueuedAt, clcDue)
-			}
+			clcCheckScheduled(t, c, producerRdb, b, fmt.Sprintf("sched-%d", i))
 		}
-		if _, err := c.Enqueue(ctx, q, "unique", nil, Unique(fmt.Sprintf("u:%s:0", q), time.Minute)); !errors.Is(err, ErrConflict) {
-			t.Errorf("%s: enqueue with a held unique key: %v, want ErrConflict", q, err)
+		if extra := clcCheckUniqueHeld(t, c, b, fmt.Sprintf("u:%s:0", q)); extra != nil {
+			enqMu.Lock()
+			enqueued[q][extra.ID] = extra.Type
+			enqMu.Unlock()
 		}
-	}
+	})
 	for _, q := range queues {
 		ws, err := c.Workers(ctx, q, 10)
 		if err != nil {
@@ -411,25 +421,7 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 			t.Errorf("queue %s lists %d workers, want %d", q, len(ws), len(served[q]))
 		}
 	}
-	// Retained tasks are readable, result included, once completed.
-	for _, q := range queues {
-		for i := 0; i < kindOf["retain"].perQueue; i++ {
-			id := fmt.Sprintf("retain-%d", i)
-			var ts *TaskState
-			waitFor(t, 10*time.Second, q+"/"+id+" to complete", func() bool {
-				var err error
-				ts, err = c.GetTask(ctx, q, id)
-				if err != nil {
-					t.Fatalf("GetTask(%s, %s) of a retained task: %v", q, id, err)
-				}
-				return ts.State == "completed"
-			})
-			if want := "result of " + q + "/" + id; string(ts.Result) != want || string(ts.Payload) != fmt.Sprintf("%s/retain/%d", q, i) ||
-				ts.Retention != clcRetention || ts.StateAt.Before(ts.EnqueuedAt) {
-				t.Errorf("%s/%s: %+v, want result %q", q, id, ts, want)
-			}
-		}
-	}
+	clcCheckRetained(t, c, producerRdb, wave1, kindOf["retain"].perQueue)
 
 	// A producer enqueues while the workers run (and, in the second test,
 	// while a master fails over). Each batch has fixed ids, so ErrConflict
@@ -501,14 +493,23 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 			}
 		}
 		idleRan := make(chan time.Time, 1)
-		iw, ilg := newTestWorker(t, cl.Client(t), WorkerConfig{
-			Queues: map[string]int{idleQueue: 1}, LeaseDuration: clcLease, MaxIdleWait: 30 * time.Second,
+		idleRdb, idleCalls := cl.Client(t), newCallLog(t)
+		ins := &clcNoScript{}
+		idleRdb.AddHook(ins)
+		idleRdb.AddHook(idleCalls)
+		noscripts = append(noscripts, ins)
+		iw, ilg := newTestWorker(t, idleRdb, WorkerConfig{
+			Queues: map[string]int{idleQueue: 1}, LeaseDuration: clcLease, MaxIdleWait: clcIdleWait,
 			JanitorInterval: 250 * time.Millisecond, JanitorLockTTL: 5 * time.Second,
 		})
 		iw.HandleFunc("idle", func(context.Context, *Task) error { idleRan <- time.Now(); return nil })
 		stops = append(stops, runWorker(t, iw))
 		logs = append(logs, ilg)
-		waitFor(t, 20*time.Second, "the stream to be under way", func() bool { return streamCount.Load() >= 200 })
+		// Its first dequeue comes after it loaded the bundle on every node:
+		// a load after the replica's cache is emptied below would refill it,
+		// and the failover would exercise no NOSCRIPT recovery.
+		waitFor(t, hangGuard, "the idle worker to load the bundle and look at its queue", func() bool { return len(idleCalls.of("dequeue")) > 0 })
+		waitFor(t, hangGuard, "the stream to be under way", func() bool { return streamCount.Load() >= 200 })
 		var replica string
 		for _, n := range nodes {
 			if n.Role == redistest.RoleReplica && n.MasterAddr == oldMaster {
@@ -537,15 +538,21 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 		if _, err := c.Enqueue(ctx, idleQueue, "idle", nil); err != nil {
 			t.Fatal(err)
 		}
-		ranAt := recv(t, idleRan, 20*time.Second, "the idle worker to run a task enqueued after the failover")
-		if d := ranAt.Sub(enqAt); d > 5*time.Second {
-			t.Errorf("the worker that idled through the failover took %s to run a new task (MaxIdleWait 30s): its wait was lost", d)
-		} else {
-			t.Logf("the worker that idled through the failover ran a new task %s after its enqueue", d.Round(time.Millisecond))
-		}
-		time.Sleep(time.Second) // the stream goes on against the new master
+		ranAt := recv(t, idleRan, hangGuard, "the idle worker to run a task enqueued after the failover")
+		spell := idleSpellStart(t, idleCalls.of("dequeue"), enqAt)
+		checkWoken(t, "the worker that idled through the failover", spell, enqAt, ranAt, clcIdleWait)
+		// The stream goes on against the new master.
+		after := streamCount.Load()
+		waitFor(t, hangGuard, "the stream to go on after the failover", func() bool {
+			select {
+			case <-streamDone: // it gave up: its errors are reported below
+				return true
+			default:
+				return streamCount.Load() >= after+200
+			}
+		})
 	} else {
-		waitFor(t, 20*time.Second, "the stream to be under way", func() bool { return streamCount.Load() >= 400 })
+		waitFor(t, hangGuard, "the stream to be under way", func() bool { return streamCount.Load() >= 400 })
 	}
 	close(streamStop)
 	<-streamDone
@@ -561,7 +568,7 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 	terminal := func(what string) map[string]*QueueInfo {
 		t.Helper()
 		infos := map[string]*QueueInfo{}
-		clcWait(t, 30*time.Second, what, func() bool {
+		clcWait(t, hangGuard, what, func() bool {
 			enqMu.Lock()
 			defer enqMu.Unlock()
 			for _, q := range queues {
@@ -580,10 +587,10 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 
 	// Wave 2 takes the unique keys of wave 1 again: freed on completion,
 	// or, for those with a short TTL, when it lapsed.
-	enqueueWave(2)
+	enqueueWave(2, nil)
 	terminal("wave 2 to end")
 	// The janitors delete the retained tasks once their retention ended.
-	clcWait(t, 15*time.Second, "retention to end on every queue", func() bool {
+	clcWait(t, hangGuard, "retention to end on every queue", func() bool {
 		for _, q := range queues {
 			if qi, err := c.QueueInfo(ctx, q); err != nil || qi.Completed != 0 {
 				return false
@@ -748,7 +755,166 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 	t.Logf("run took %s", time.Since(began).Round(time.Millisecond))
 }
 
-// clcWait polls cond every 50ms until it holds or timeout passes.
+// clcBatch is one queue's batch of a wave: when the test began building it
+// (before any option computed a time) and the enqueue replies.
+type clcBatch struct {
+	built time.Time
+	infos []*TaskInfo
+}
+
+// info returns the enqueue reply of task id, or of the task holding unique
+// key uk when id is "".
+func (b clcBatch) info(id, uk string) *TaskInfo {
+	for _, in := range b.infos {
+		if (id != "" && in.ID == id) || (id == "" && in.UniqueKey == uk) {
+			return in
+		}
+	}
+	return nil
+}
+
+// clcCheckScheduled checks a wave-1 "sched" task right after the wave. Its
+// enqueue reply says scheduled, due clcDue after the enqueue (ProcessIn) or
+// at the ProcessAt computed while the batch was built, so no earlier than
+// clcDue after b.built. Then GetTask must see it scheduled at that due time
+// if the look ran before it was due (by the server clock read after the
+// look); once due, the workers may have promoted it, be running it, or be
+// done with it (it has no retention, so it is gone).
+func clcCheckScheduled(t *testing.T, c *Client, rdb redis.Cmdable, b clcBatch, id string) {
+	t.Helper()
+	info := b.info(id, "")
+	if info == nil {
+		t.Fatalf("no enqueue reply for %s", id)
+	}
+	due := info.ProcessAt.UnixMilli()
+	if due <= info.EnqueuedAt.UnixMilli() && info.State == "pending" {
+		t.Logf("%s %s: its ProcessAt %v passed before its enqueue at %v: ready at once", info.Queue, id, info.ProcessAt, info.EnqueuedAt)
+		return
+	}
+	if info.State != "scheduled" || due < b.built.Add(clcDue).UnixMilli() || due > info.EnqueuedAt.Add(clcDue).UnixMilli() {
+		t.Errorf("%s %s: enqueued %s at %v due %v (batch built at %v), want scheduled %s later", info.Queue, id, info.State, info.EnqueuedAt, info.ProcessAt, b.built, clcDue)
+	}
+	ts, err := c.GetTask(context.Background(), info.Queue, id)
+	lookedBeforeDue := serverNow(t, rdb).UnixMilli() < due
+	switch {
+	case err == nil && ts.State == "scheduled":
+		if !ts.StateAt.Equal(info.ProcessAt) {
+			t.Errorf("%s %s: scheduled for %v, enqueued for %v", info.Queue, id, ts.StateAt, info.ProcessAt)
+		}
+	case lookedBeforeDue:
+		t.Errorf("%s %s: GetTask before it was due (%v): %+v, %v; want scheduled", info.Queue, id, info.ProcessAt, ts, err)
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		t.Fatalf("GetTask of a scheduled task: %v", err)
+	case ts.State != "pending" && ts.State != "active":
+		t.Errorf("%s %s: state %s once due, want pending, active or done", info.Queue, id, ts.State)
+	}
+}
+
+// clcCheckUniqueHeld enqueues a task with unique key uk, held for a minute
+// by a wave-1 task of b due clcDue after the wave and freed when it
+// completes: ErrConflict, unless the enqueue came after the holder was due
+// (a slow machine), when the holder may have completed already. It returns
+// the task such a late enqueue added, to be counted like the others.
+func clcCheckUniqueHeld(t *testing.T, c *Client, b clcBatch, uk string) *TaskInfo {
+	t.Helper()
+	holder := b.info("", uk)
+	if holder == nil {
+		t.Fatalf("no wave-1 task holds unique key %s", uk)
+	}
+	info, err := c.Enqueue(context.Background(), holder.Queue, holder.Type, nil, Unique(uk, time.Minute))
+	switch {
+	case errors.Is(err, ErrConflict):
+		return nil
+	case err != nil:
+		t.Fatalf("%s: enqueue with a held unique key: %v", holder.Queue, err)
+	case info.EnqueuedAt.UnixMilli() <= holder.ProcessAt.UnixMilli():
+		t.Errorf("%s: enqueue with unique key %s at %v went in, before its holder was due at %v: want ErrConflict",
+			holder.Queue, uk, info.EnqueuedAt, holder.ProcessAt)
+	default:
+		t.Logf("%s: unique key %s free again: the enqueue came %s after its holder was due", holder.Queue, uk, info.EnqueuedAt.Sub(holder.ProcessAt))
+	}
+	return info
+}
+
+// clcCheckRetained checks that every queue's perQueue "retain-N" tasks,
+// retained clcRetention after completing, are readable once completed,
+// result included. The janitors delete them when their retention ends, so
+// it looks at all of them at once, again and again, until each was seen
+// completed. One that is gone counts as unseen if it was last known
+// unfinished (at its enqueue or at a look) clcRetention or more before the
+// look (its retention may have ended since), and as an error otherwise. At
+// least one must be seen.
+func clcCheckRetained(t *testing.T, c *Client, rdb redis.Cmdable, wave map[string]clcBatch, perQueue int) {
+	t.Helper()
+	unfinished := map[string]time.Time{} // "queue/id" -> server time it was last known unfinished
+	for q, b := range wave {
+		for i := 0; i < perQueue; i++ {
+			id := fmt.Sprintf("retain-%d", i)
+			info := b.info(id, "")
+			if info == nil {
+				t.Fatalf("no enqueue reply for %s/%s", q, id)
+			}
+			unfinished[q+"/"+id] = info.EnqueuedAt
+		}
+	}
+	seen, unseen := 0, 0
+	waitFor(t, hangGuard, "the retained tasks to complete", func() bool {
+		passStart := serverNow(t, rdb)
+		states, errs := clcGetTasks(c, unfinished)
+		passEnd := serverNow(t, rdb)
+		for key, before := range unfinished {
+			ts, err := states[key], errs[key]
+			switch {
+			case errors.Is(err, ErrNotFound) && passEnd.Sub(before) >= clcRetention:
+				unseen++
+				delete(unfinished, key)
+			case err != nil:
+				t.Fatalf("GetTask(%s) of a retained task, last known unfinished %s before: %v", key, passEnd.Sub(before), err)
+			case ts.State != "completed":
+				unfinished[key] = passStart
+			default:
+				seen++
+				delete(unfinished, key)
+				q, id, _ := strings.Cut(key, "/")
+				want := "result of " + key
+				if string(ts.Result) != want || string(ts.Payload) != q+"/retain/"+strings.TrimPrefix(id, "retain-") ||
+					ts.Retention != clcRetention || ts.StateAt.Before(ts.EnqueuedAt) {
+					t.Errorf("%s: %+v, want result %q", key, ts, want)
+				}
+			}
+		}
+		return len(unfinished) == 0
+	})
+	t.Logf("retained tasks read once completed: %d; gone before a look (retention over): %d", seen, unseen)
+	if seen == 0 {
+		t.Errorf("no retained task was seen completed")
+	}
+}
+
+// clcGetTasks reads every task of keys ("queue/id") at once, one goroutine
+// per task.
+func clcGetTasks(c *Client, keys map[string]time.Time) (map[string]*TaskState, map[string]error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	states, errs := map[string]*TaskState{}, map[string]error{}
+	for key := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q, id, _ := strings.Cut(key, "/")
+			ts, err := c.GetTask(context.Background(), q, id)
+			mu.Lock()
+			states[key], errs[key] = ts, err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return states, errs
+}
+
+// clcWait polls cond every 50ms until it holds or timeout (a hang guard)
+// passes.
 func clcWait(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

@@ -63,7 +63,7 @@ func TestWorkerOnCluster(t *testing.T) {
 		}
 	}
 	for q := range queues {
-		waitTerminal(t, c, q, perQueue, time.Minute)
+		waitTerminal(t, c, q, perQueue)
 		info, err := c.QueueInfo(ctx, q)
 		if err != nil {
 			t.Fatal(err)

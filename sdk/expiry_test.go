@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -143,8 +144,8 @@ func TestExpiry(t *testing.T) {
 			return nil
 		})
 		runWorker(t, w)
-		recv(t, freshDone, 3*time.Second, "the fresh task to run")
-		waitFor(t, 2*time.Second, "the expired tasks to be dropped", func() bool {
+		recv(t, freshDone, hangGuard, "the fresh task to run")
+		waitFor(t, hangGuard, "the expired tasks to be dropped", func() bool {
 			return f.queueInfo(t, queue).Expired == 2
 		})
 		mu.Lock()
@@ -164,24 +165,61 @@ func TestExpiry(t *testing.T) {
 
 	t.Run("a task started before its expiry runs to the end", func(t *testing.T) {
 		const queue = "exp-started"
-		w, _ := newTestWorker(t, f.rdb, WorkerConfig{Queues: map[string]int{queue: 1}, JanitorInterval: 20 * time.Millisecond})
-		started := make(chan struct{})
+		wrdb, calls := f.srv.Client(t), newCallLog(t)
+		wrdb.AddHook(calls)
+		w, _ := newTestWorker(t, wrdb, WorkerConfig{Queues: map[string]int{queue: 1}, JanitorInterval: 20 * time.Millisecond})
+		started := make(chan string, 10)
+		release := make(chan struct{})
 		w.HandleFunc("job", func(ctx context.Context, task *Task) error {
-			close(started)
-			// Outlive the expiry by far while the janitor runs.
+			started <- task.ID
 			select {
-			case <-time.After(400 * time.Millisecond):
+			case <-release:
 				return nil
 			case <-ctx.Done():
 				return context.Cause(ctx)
 			}
 		})
 		runWorker(t, w)
-		f.enqueue(t, queue, "job", ExpireIn(150*time.Millisecond))
-		recv(t, started, 2*time.Second, "the task to start")
-		waitFor(t, 3*time.Second, "the task to complete", func() bool { return f.queueInfo(t, queue).Processed == 1 })
-		if qi := f.queueInfo(t, queue); qi.Expired != 0 || qi.Failed != 0 {
-			t.Errorf("QueueInfo %+v: want the started task completed, not expired", qi)
+		// On a slow machine the worker may not start the task before a
+		// short expiry: then it expires unseen (as it must), and the test
+		// tries again with a longer one.
+		var expireAt time.Time
+		expiredUnseen := int64(0)
+		for expiry := 150 * time.Millisecond; expireAt.IsZero(); expiry *= 2 {
+			info := f.enqueue(t, queue, "job", ExpireIn(expiry))
+			waitFor(t, hangGuard, "the task to start or expire", func() bool {
+				select {
+				case id := <-started:
+					if id != info.ID {
+						t.Fatalf("task %s started, want %s", id, info.ID)
+					}
+					expireAt = info.EnqueuedAt.Add(expiry)
+					return true
+				default:
+					return f.queueInfo(t, queue).Expired > expiredUnseen
+				}
+			})
+			if expireAt.IsZero() {
+				expiredUnseen++
+				t.Logf("the task expired %s after its enqueue before the worker started it; trying a longer expiry", expiry)
+			}
+		}
+		// Outlive the expiry while the janitor runs: past it on the server
+		// clock, and two janitor rounds begun after it.
+		waitServerPast(t, f.rdb, expireAt)
+		waitFor(t, hangGuard, "two janitor rounds after the expiry", func() bool {
+			n := 0
+			for _, c := range calls.of("clean") {
+				if c.start.UnixMilli() > expireAt.UnixMilli() {
+					n++
+				}
+			}
+			return n >= 2
+		})
+		close(release)
+		waitFor(t, hangGuard, "the task to complete", func() bool { return f.queueInfo(t, queue).Processed == 1 })
+		if qi := f.queueInfo(t, queue); qi.Expired != expiredUnseen || qi.Failed != 0 {
+			t.Errorf("QueueInfo %+v: want the started task completed, not expired (%d expired unseen before)", qi, expiredUnseen)
 		}
 	})
 
@@ -192,28 +230,41 @@ func TestExpiry(t *testing.T) {
 		// original expiry.
 		const queue = "exp-retry"
 		w, _ := newTestWorker(t, f.rdb, WorkerConfig{Queues: map[string]int{queue: 1}, JanitorInterval: -1})
+		var expiry atomic.Int64 // of the current attempt; the retry is due twice as late
 		var mu sync.Mutex
-		runs := 0
+		runs := map[string]int{}
 		w.HandleFunc("job", func(ctx context.Context, task *Task) error {
 			mu.Lock()
 			defer mu.Unlock()
-			runs++
-			if runs == 1 {
+			runs[task.ID]++
+			if runs[task.ID] == 1 {
 				return errors.New("first run fails")
 			}
 			return nil
-		}, WithBackoff(constBackoff(300*time.Millisecond)))
+		}, WithBackoff(func(int, error, *Task) time.Duration { return 2 * time.Duration(expiry.Load()) }))
 		runWorker(t, w)
-		f.enqueue(t, queue, "job", ExpireIn(150*time.Millisecond), MaxRetry(1))
-		waitFor(t, 3*time.Second, "the task to finish", func() bool {
-			qi := f.queueInfo(t, queue)
-			return qi.Processed+qi.Expired+qi.ArchivedTotal == 1
-		})
-		mu.Lock()
-		n := runs
-		mu.Unlock()
-		if qi := f.queueInfo(t, queue); n != 2 || qi.Processed != 1 || qi.Expired != 0 {
-			t.Errorf("handler ran %d times, QueueInfo %+v: want 2 runs, the retry completed, nothing expired", n, qi)
+		// On a slow machine the worker may not start the task before a
+		// short expiry: then it expires unseen (as it must), and the test
+		// tries again with a longer one.
+		for attempt := int64(1); ; attempt++ {
+			expiry.Store(int64(150*time.Millisecond) << (attempt - 1))
+			info := f.enqueue(t, queue, "job", ExpireIn(time.Duration(expiry.Load())), MaxRetry(1))
+			var qi *QueueInfo
+			waitFor(t, hangGuard, "the task to finish", func() bool {
+				qi = f.queueInfo(t, queue)
+				return qi.Processed+qi.Expired+qi.ArchivedTotal == attempt
+			})
+			mu.Lock()
+			n := runs[info.ID]
+			mu.Unlock()
+			if n == 0 && qi.Expired == attempt {
+				t.Logf("the task expired %s after its enqueue before the worker started it; trying a longer expiry", time.Duration(expiry.Load()))
+				continue
+			}
+			if n != 2 || qi.Processed != 1 || qi.Expired != attempt-1 {
+				t.Errorf("handler ran %d times, QueueInfo %+v: want 2 runs, the retry completed, nothing expired", n, qi)
+			}
+			break
 		}
 	})
 }

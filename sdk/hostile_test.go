@@ -498,7 +498,7 @@ func TestHostilePayloadRoundTrip(t *testing.T) {
 		}
 	}
 	for range ids {
-		s := recv(t, got, 30*time.Second, "the handler to run")
+		s := recv(t, got, hangGuard, "the handler to run")
 		want := payloads[strings.TrimPrefix(s.id, "p-")]
 		if !bytes.Equal(s.payload, want) {
 			t.Errorf("handler of %s saw %d bytes, differing from the %d enqueued", s.id, len(s.payload), len(want))
@@ -506,7 +506,7 @@ func TestHostilePayloadRoundTrip(t *testing.T) {
 	}
 	for _, id := range ids {
 		var ts *TaskState
-		waitFor(t, 30*time.Second, "task p-"+id+" to complete", func() bool {
+		waitFor(t, hangGuard, "task p-"+id+" to complete", func() bool {
 			var err error
 			ts, err = e.c.GetTask(ctx, q, "p-"+id)
 			return err == nil && ts.State == "completed"
@@ -559,7 +559,7 @@ func TestHostilePayloadRoundTrip(t *testing.T) {
 	if _, err := e.c.Enqueue(ctx, q, "echo", []byte{0}, ID("u2"), Unique(binKey, time.Hour)); err != nil {
 		t.Fatalf("binary unique key after its holder was deleted: %v", err)
 	}
-	if s := recv(t, got, 30*time.Second, "u2 to run"); s.id != "u2" || !bytes.Equal(s.payload, []byte{0}) {
+	if s := recv(t, got, hangGuard, "u2 to run"); s.id != "u2" || !bytes.Equal(s.payload, []byte{0}) {
 		t.Errorf("handler saw %s %q, want u2 NUL", s.id, s.payload)
 	}
 
@@ -573,7 +573,7 @@ func TestHostilePayloadRoundTrip(t *testing.T) {
 	}
 	for _, id := range []string{"r-big", "e-long"} {
 		var ts *TaskState
-		waitFor(t, 30*time.Second, id+" to be archived", func() bool {
+		waitFor(t, hangGuard, id+" to be archived", func() bool {
 			var err error
 			ts, err = e.c.GetTask(ctx, q, id)
 			return err == nil && ts.State == "archived"
@@ -698,7 +698,7 @@ func TestHashTagSafety(t *testing.T) {
 		if _, err := e.c.Enqueue(ctx, queue, "job", nil, Unique("luaq:{a}:unique:s0", time.Minute)); !errors.Is(err, ErrConflict) {
 			t.Fatalf("enqueue with a held unique key: %v, want ErrConflict", err)
 		}
-		waitFor(t, 20*time.Second, "queue "+queue+" to settle", func() bool {
+		waitFor(t, hangGuard, "queue "+queue+" to settle", func() bool {
 			qi, err := e.c.QueueInfo(ctx, queue)
 			return err == nil && qi.Pending == 0 && qi.Scheduled == 0 && qi.Active == 0 && qi.Completed == 0 &&
 				qi.Processed == int64(80*round) && qi.ArchivedTotal == int64(20*round)
@@ -826,7 +826,7 @@ func TestHashTagSafety(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, 10*time.Second, "30 runs", func() bool { mu.Lock(); defer mu.Unlock(); return runs == 30 })
+		waitFor(t, hangGuard, "30 runs", func() bool { mu.Lock(); defer mu.Unlock(); return runs == 30 })
 		stop()
 		if wrong != 0 || logs.contains("level=ERROR") {
 			t.Errorf("%d tasks ran as tasks of another queue; log:\n%s", wrong, logs)

@@ -13,22 +13,22 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// callLog is a go-redis hook that counts every command a client sends, a
+// cmdCounter is a go-redis hook that counts every command a client sends, a
 // script call under its script's name and any other command as "cmd:<name>".
-type callLog struct {
+type cmdCounter struct {
 	names map[string]string // SHA -> script name
 
 	mu    sync.Mutex
 	calls map[string]int
 }
 
-func newCallLog(t *testing.T, rdb *redis.Client) *callLog {
+func newCmdCounter(t *testing.T, rdb *redis.Client) *cmdCounter {
 	t.Helper()
 	b, err := scripts.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &callLog{names: map[string]string{}, calls: map[string]int{}}
+	l := &cmdCounter{names: map[string]string{}, calls: map[string]int{}}
 	for _, s := range b.Scripts() {
 		l.names[s.SHA] = s.Name
 	}
@@ -36,7 +36,7 @@ func newCallLog(t *testing.T, rdb *redis.Client) *callLog {
 	return l
 }
 
-func (l *callLog) add(cmds ...redis.Cmder) {
+func (l *cmdCounter) add(cmds ...redis.Cmder) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, c := range cmds {
@@ -51,22 +51,22 @@ func (l *callLog) add(cmds ...redis.Cmder) {
 }
 
 // snapshot returns the counts so far.
-func (l *callLog) snapshot() map[string]int {
+func (l *cmdCounter) snapshot() map[string]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return maps.Clone(l.calls)
 }
 
-func (l *callLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (l *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (l *callLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (l *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		l.add(cmd)
 		return next(ctx, cmd)
 	}
 }
 
-func (l *callLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (l *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		l.add(cmds...)
 		return next(ctx, cmds)
@@ -147,7 +147,7 @@ func TestIdleWorkerDoesNotPoll(t *testing.T) {
 
 	// The idle worker, on its own counted client.
 	irdb := srv.Client(t)
-	calls := newCallLog(t, irdb)
+	calls := newCmdCounter(t, irdb)
 	ran := make(chan time.Time, 1)
 	idle, _ := newTestWorker(t, irdb, cfg)
 	idle.HandleFunc("orphan", func(context.Context, *Task) error {

@@ -84,7 +84,7 @@ func TestJanitorLock(t *testing.T) {
 			rep, err := ja.RunOnce(ctx)
 			aDone <- result{rep, err}
 		}()
-		waitFor(t, 2*time.Second, "janitor A to start cleaning", func() bool { return spy.count("clean") >= 1 })
+		waitFor(t, hangGuard, "janitor A to start cleaning", func() bool { return spy.count("clean") >= 1 })
 		if owner := f.rdb.Get(ctx, lock).Val(); owner != ja.Owner() {
 			t.Fatalf("lock held by %q mid-round, want A (%s)", owner, ja.Owner())
 		}
@@ -96,7 +96,7 @@ func TestJanitorLock(t *testing.T) {
 			t.Errorf("lock held by %q after B's skipped round, want still A", owner)
 		}
 		openGate()
-		a := recv(t, aDone, 3*time.Second, "A's round to end")
+		a := recv(t, aDone, hangGuard, "A's round to end")
 		if a.err != nil || a.rep.Expired != 2 || a.rep.Skipped != 0 {
 			t.Fatalf("A's round: %+v (%v), want 2 expired", a.rep, a.err)
 		}
@@ -179,7 +179,7 @@ func TestJanitorLock(t *testing.T) {
 		if rep := cleanOnce(t, j); rep.Skipped != 1 {
 			t.Fatalf("round under the crashed janitor's lock: %+v, want Skipped 1", rep)
 		}
-		waitFor(t, 2*time.Second, "the crashed janitor's lock to lapse", func() bool {
+		waitFor(t, hangGuard, "the crashed janitor's lock to lapse", func() bool {
 			return f.rdb.Exists(ctx, testQueueKeys(t, queue).Key("lock")).Val() == 0
 		})
 		if rep := cleanOnce(t, j); rep.Skipped != 0 || rep.Expired != 1 {

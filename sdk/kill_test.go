@@ -63,7 +63,7 @@ func TestKilledWorkerProcessTaskRecoveredEveryTime(t *testing.T) {
 		procs[i] = startWorkerProc(t, srv.Addr(), queue, lease, i, out)
 	}
 	next := 3
-	waitFor(t, 10*time.Second, "three registered worker processes", func() bool {
+	waitFor(t, hangGuard, "three registered worker processes", func() bool {
 		list, err := c.Workers(ctx, queue, 10)
 		return err == nil && len(list) == 3
 	})

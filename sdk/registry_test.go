@@ -36,7 +36,7 @@ func TestWorkerRegistersAndLeavesNoTrace(t *testing.T) {
 	}
 	<-started
 	var list []WorkerInfo
-	waitFor(t, 5*time.Second, "the heartbeat to list the in-flight task", func() bool {
+	waitFor(t, hangGuard, "the heartbeat to list the in-flight task", func() bool {
 		list, err = c.Workers(ctx, "reg", 10)
 		return err == nil && len(list) == 1 && len(list[0].InFlight) == 1
 	})
@@ -46,7 +46,7 @@ func TestWorkerRegistersAndLeavesNoTrace(t *testing.T) {
 		t.Errorf("registration %+v", got)
 	}
 	close(release)
-	waitTerminal(t, c, "reg", 1, 5*time.Second)
+	waitTerminal(t, c, "reg", 1)
 	stop()
 	for _, role := range []string{"workers", "worker_info", "active", "tokens", "pending"} {
 		k := "luaq:{reg}:" + role

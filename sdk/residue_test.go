@@ -49,15 +49,14 @@ type residueKind struct {
 
 func testNoResidue(t *testing.T, archiveNone bool) {
 	const (
-		queue      = "residue"
-		killLease  = 300 * time.Millisecond
-		expiry     = 100 * time.Millisecond
-		uniqueTTL  = 100 * time.Millisecond
-		retention  = 200 * time.Millisecond
-		conflicts  = 100
-		workers    = 3
-		perWorker  = 16
-		waitBudget = 30 * time.Second
+		queue     = "residue"
+		killLease = 300 * time.Millisecond
+		expiry    = 100 * time.Millisecond
+		uniqueTTL = 100 * time.Millisecond
+		retention = 200 * time.Millisecond
+		conflicts = 100
+		workers   = 3
+		perWorker = 16
 	)
 	kinds := []residueKind{
 		{name: "killed-retry", n: 100, runs: 1, outcome: "processed"},
@@ -213,7 +212,7 @@ func testNoResidue(t *testing.T, archiveNone bool) {
 	//   archived   500 = killed-archive 100 + expired-and-archived 200 + skip 100 + exhaust 100
 	//   expired    400 = the four expire-* kinds
 	want := map[string]int64{"processed": 1400, "failed": 800, "retried": 500, "archived": 500, "expired": 400}
-	waitFor(t, waitBudget, "every task to end", func() bool {
+	waitFor(t, hangGuard, "every task to end", func() bool {
 		qi, err := c.QueueInfo(ctx, queue)
 		return err == nil && qi.Processed == want["processed"] && qi.ArchivedTotal == want["archived"] &&
 			qi.Active == 0 && qi.Pending == 0 && qi.Scheduled == 0
@@ -224,7 +223,7 @@ func testNoResidue(t *testing.T, archiveNone bool) {
 
 	// The janitor runs until it has nothing left to do: the retention of
 	// the last completed tasks must end first.
-	waitFor(t, 5*time.Second, "the janitor to leave only bookkeeping", func() bool {
+	waitFor(t, hangGuard, "the janitor to leave only bookkeeping", func() bool {
 		cleanOnce(t, j)
 		s := dump(t, rdb)
 		for _, role := range []string{"completed", "results", "unique", "unique_ttl", "expiry", "active", "tokens", "pending", "scheduled"} {

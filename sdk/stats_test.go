@@ -62,7 +62,7 @@ func TestDailyStats(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	info := waitTerminal(t, c, queue, 5, 10*time.Second)
+	info := waitTerminal(t, c, queue, 5)
 	stop()
 	lastDay := today()
 

@@ -79,7 +79,7 @@ func TestUniqueKey(t *testing.T) {
 		enqueueUnique(t, queue, "job", "k")
 		wantConflict(t, queue, "k")
 		startWorker(t, queue, nil)
-		waitFor(t, 3*time.Second, "the holder to complete", func() bool { return f.queueInfo(t, queue).Processed == 1 })
+		waitFor(t, hangGuard, "the holder to complete", func() bool { return f.queueInfo(t, queue).Processed == 1 })
 		wantFree(t, queue, "k")
 	})
 
@@ -89,7 +89,7 @@ func TestUniqueKey(t *testing.T) {
 		w, _ := newTestWorker(t, f.rdb, WorkerConfig{Queues: map[string]int{queue: 1}, JanitorInterval: -1})
 		w.HandleFunc("job", func(context.Context, *Task) error { return errors.New("flaky") }, WithBackoff(constBackoff(time.Hour)))
 		runWorker(t, w)
-		waitFor(t, 3*time.Second, "the first run to fail", func() bool { return f.queueInfo(t, queue).Retried == 1 })
+		waitFor(t, hangGuard, "the first run to fail", func() bool { return f.queueInfo(t, queue).Retried == 1 })
 		wantConflict(t, queue, "k")
 	})
 
@@ -97,7 +97,7 @@ func TestUniqueKey(t *testing.T) {
 		const queue = "uniq-archive"
 		enqueueUnique(t, queue, "job", "k")
 		startWorker(t, queue, fmt.Errorf("give up: %w", ErrSkipRetry))
-		waitFor(t, 3*time.Second, "the holder to be archived", func() bool { return f.queueInfo(t, queue).Archived == 1 })
+		waitFor(t, hangGuard, "the holder to be archived", func() bool { return f.queueInfo(t, queue).Archived == 1 })
 		wantFree(t, queue, "k")
 	})
 
@@ -113,12 +113,29 @@ func TestUniqueKey(t *testing.T) {
 	})
 
 	t.Run("freed when its TTL passes, and the old holder cannot free the new hold", func(t *testing.T) {
-		const queue = "uniq-ttl"
+		// The hold must refuse an enqueue before its TTL passes. On a slow
+		// machine that enqueue may come after a short TTL passed (the
+		// server clock read after it tells): then the test tries again on a
+		// fresh queue with a longer TTL.
+		var queue string
+		var first *TaskInfo
+		var heldFor time.Duration
+		for ttl := 150 * time.Millisecond; first == nil; ttl *= 2 {
+			queue = fmt.Sprintf("uniq-ttl-%d", ttl.Milliseconds())
+			held := f.enqueue(t, queue, "job", Unique("k", ttl))
+			_, err := f.c.Enqueue(ctx, queue, "job", nil, Unique("k", time.Hour))
+			switch lapsed := !serverNow(t, f.rdb).Before(held.EnqueuedAt.Add(ttl)); {
+			case errors.Is(err, ErrConflict):
+				first, heldFor = held, ttl
+			case err == nil && lapsed:
+				t.Logf("the enqueue came after the %s hold had lapsed; trying a longer TTL", ttl)
+			default:
+				t.Fatalf("enqueue with key \"k\" held for %s: err %v, want ErrConflict", ttl, err)
+			}
+		}
 		q := testQueueKeys(t, queue)
 		j := newTestJanitor(t, f.rdb, JanitorConfig{Queues: []string{queue}})
-		first := f.enqueue(t, queue, "job", Unique("k", 150*time.Millisecond))
-		wantConflict(t, queue, "k")
-		waitServerPast(t, f.rdb, first.EnqueuedAt.Add(150*time.Millisecond))
+		waitServerPast(t, f.rdb, first.EnqueuedAt.Add(heldFor))
 		if rep := cleanOnce(t, j); rep.UniqueFreed != 1 {
 			t.Fatalf("janitor %+v, want UniqueFreed 1", rep)
 		}
@@ -132,7 +149,7 @@ func TestUniqueKey(t *testing.T) {
 		second := f.enqueue(t, queue, "job", Unique("k", time.Minute), ProcessIn(time.Hour))
 		// The first task completing must not free the second's hold.
 		startWorker(t, queue, nil)
-		waitFor(t, 3*time.Second, "the first task to complete", func() bool { return f.queueInfo(t, queue).Processed == 1 })
+		waitFor(t, hangGuard, "the first task to complete", func() bool { return f.queueInfo(t, queue).Processed == 1 })
 		if holder := f.rdb.HGet(ctx, q.Key("unique"), "k").Val(); holder != second.ID {
 			t.Fatalf("unique key held by %q after the old holder completed, want %s", holder, second.ID)
 		}
