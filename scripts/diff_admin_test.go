@@ -27,14 +27,17 @@ func adminScenarios() []dscenario {
 		{"workers", []dstep{
 			call("enqueue", enq(ready("a"), ready("b"), ready("c"), ready("d"))...),
 			call("register", "w1", "host=a pid=1", "60000"),
-			call("register", "w2", "host=b pid=2 \x00\xff", "50"),
+			// w2's heartbeat lasts 2s: long enough that a loaded machine
+			// does not let it lapse before the listings below, which expect
+			// it alive on both sides.
+			call("register", "w2", "host=b pid=2 \x00\xff", "2000"),
 			call("register", "w3", "", "60000"),
 			call("list-workers", "10"),
 			call("list-workers", "1"),
 			call("prune-workers", "10"), // nobody is dead yet
 			call("dequeue", deqArgs(3, 30000, 0, 0, 0)...),
 			// w2 missed its heartbeat: no longer listed, pruned once.
-			{sleep: past, script: "list-workers", args: []string{"10"}},
+			{sleep: 2*time.Second + past, script: "list-workers", args: []string{"10"}},
 			call("register", "w1", "host=a pid=1 inflight=a,b,c", "60000"),
 			call("prune-workers", "10"),
 			call("prune-workers", "10"),

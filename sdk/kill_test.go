@@ -48,15 +48,17 @@ func startWorkerProc(t *testing.T, addr, queue string, lease time.Duration, idx 
 // TestKilledWorkerProcessTaskRecoveredEveryTime runs three worker processes
 // (janitor interval 200ms, janitor lock TTL 15 minutes, lease 500ms). Three
 // times in a row, the process running a task is killed with SIGKILL, and the
-// task must start again in a surviving process within lease + interval +
-// slack: the lock's TTL never decides how often cleaning happens.
+// task must start again in a surviving process: the 15-minute lock TTL never
+// decides how often cleaning happens, or later rounds would wait for it. How
+// soon is logged, not asserted (a loaded machine can starve any process);
+// TestKilledWorkersTaskRecoveredPromptly bounds it by counting janitor
+// rounds in-process, and tools/bench measures recovery after SIGKILL.
 func TestKilledWorkerProcessTaskRecoveredEveryTime(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	c, _ := NewClient(rdb)
 	ctx := context.Background()
 	const queue, lease, interval = "killq", 500 * time.Millisecond, 200 * time.Millisecond
-	const bound = lease + interval + time.Second
 	out := make(chan string, 64)
 	procs := map[int]*workerProc{}
 	for i := 0; i < 3; i++ {
@@ -97,12 +99,10 @@ func TestKilledWorkerProcessTaskRecoveredEveryTime(t *testing.T) {
 		}
 		_ = procs[victim].cmd.Wait()
 		delete(procs, victim)
-		survivor, _ := started(id, bound+2*time.Second)
+		survivor, _ := started(id, hangGuard)
 		took := time.Since(killedAt)
-		t.Logf("round %d: killed process %d, task ran again in process %d after %s (bound %s)", round, victim, survivor, took.Round(time.Millisecond), bound)
-		if took > bound {
-			t.Errorf("round %d: recovery took %s, more than lease + interval + slack = %s", round, took, bound)
-		}
+		t.Logf("round %d: killed process %d, task ran again in process %d after %s (lease %s, janitor interval %s)",
+			round, victim, survivor, took.Round(time.Millisecond), lease, interval)
 		if survivor == victim {
 			t.Errorf("round %d: the killed process %d reported the task", round, victim)
 		}
