@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -111,18 +112,7 @@ func (l *Loader) loadLocked(ctx context.Context) error {
 		}
 		return err
 	}
-	var err error
-	switch c := l.client.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachShard(ctx, each)
-	case *redis.Ring:
-		err = c.ForEachShard(ctx, each)
-	case *redis.Client:
-		err = each(ctx, c)
-	default:
-		return fmt.Errorf("loading bundle %s: client type %T is not supported (want *redis.Client, *redis.ClusterClient or *redis.Ring)", l.bundle.Version, l.client)
-	}
-	if err != nil {
+	if err := l.eachNode(ctx, each); err != nil {
 		if len(errs) == 0 {
 			// ForEachShard failed before calling us (e.g. no cluster state).
 			errs = append(errs, err)
@@ -130,6 +120,80 @@ func (l *Loader) loadLocked(ctx context.Context) error {
 		return fmt.Errorf("loading bundle %s: %w", l.bundle.Version, errors.Join(errs...))
 	}
 	l.loads.Add(1)
+	return nil
+}
+
+// eachNode calls fn for every node of the client (see Load), concurrently on
+// a cluster or ring.
+func (l *Loader) eachNode(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	switch c := l.client.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachShard(ctx, fn)
+	case *redis.Ring:
+		return c.ForEachShard(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	default:
+		return fmt.Errorf("client type %T is not supported (want *redis.Client, *redis.ClusterClient or *redis.Ring)", l.client)
+	}
+}
+
+// ErrNotLoaded reports a node that does not hold every script of the bundle
+// (see Check).
+var ErrNotLoaded = errors.New("bundle not loaded")
+
+// Check reports whether every node Load would reach (see Load) answers and
+// holds every script of the bundle, with SCRIPT EXISTS; it changes nothing.
+// A node that lacks scripts is reported with an error matching ErrNotLoaded
+// that names the node and the scripts; an unreachable node with its network
+// error. Every failure is reported, joined.
+func (l *Loader) Check(ctx context.Context) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	each := func(ctx context.Context, node *redis.Client) error {
+		err := l.checkNode(ctx, node)
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+		return err
+	}
+	if err := l.eachNode(ctx, each); err != nil {
+		if len(errs) == 0 {
+			errs = append(errs, err)
+		}
+		return fmt.Errorf("checking bundle %s: %w", l.bundle.Version, errors.Join(errs...))
+	}
+	return nil
+}
+
+// checkNode sends one SCRIPT EXISTS with every script's SHA to one node.
+func (l *Loader) checkNode(ctx context.Context, node *redis.Client) error {
+	addr := node.Options().Addr
+	list := l.bundle.Scripts()
+	shas := make([]string, len(list))
+	for i, s := range list {
+		shas[i] = s.SHA
+	}
+	exists, err := node.ScriptExists(ctx, shas...).Result()
+	if err != nil {
+		return fmt.Errorf("node %s: SCRIPT EXISTS: %w", addr, err)
+	}
+	if len(exists) != len(list) {
+		return fmt.Errorf("node %s: SCRIPT EXISTS answered %d flags for %d scripts", addr, len(exists), len(list))
+	}
+	var missing []string
+	for i, ok := range exists {
+		if !ok {
+			missing = append(missing, list[i].Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("node %s: %w: missing %s", addr, ErrNotLoaded, strings.Join(missing, ", "))
+	}
 	return nil
 }
 

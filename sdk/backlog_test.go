@@ -99,7 +99,7 @@ func enqueueBacklog(t *testing.T, c *Client, queue string, n int, expireIn time.
 		for b := start; b < min(start+20*MaxBatch, n); b += MaxBatch {
 			calls = append(calls, loader.Call{Queue: q, Script: "enqueue", Args: args})
 		}
-		for _, res := range c.Loader().RunPipelined(ctx, calls) {
+		for _, res := range c.loader.RunPipelined(ctx, calls) {
 			reply, err := loader.Slice(res.Value)
 			if res.Err != nil || err != nil || len(reply) != 1+3*MaxBatch {
 				t.Fatalf("enqueue: %v %v (%d values)", res.Err, err, len(reply))
@@ -306,7 +306,7 @@ func checkNoTaskLost(t *testing.T, rdb *redis.Client, queue string, expiring map
 func checkLeaseDropsStale(t *testing.T, rdb *redis.Client, c *Client, queue string, expiring map[string]bool, stale int) {
 	t.Helper()
 	seen := map[string]bool{}
-	for _, task := range leaseDirect(t, c.Loader(), queue, 1000, time.Hour) {
+	for _, task := range leaseDirect(t, c.loader, queue, 1000, time.Hour) {
 		if seen[task.ID] || expiring[task.ID] {
 			t.Fatalf("leased %s twice or after it expired", task.ID)
 		}

@@ -75,9 +75,6 @@ func (c *Client) call(ctx context.Context, q keys.Queue, script string, args ...
 	return c.loader.Run(ctx, q, script, args...)
 }
 
-// Loader returns the client's script loader.
-func (c *Client) Loader() *loader.Loader { return c.loader }
-
 // NewTask is one task of an EnqueueBatch.
 type NewTask struct {
 	Type    string

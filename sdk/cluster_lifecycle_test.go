@@ -315,7 +315,7 @@ func clcRun(t *testing.T, prefix string, failover bool) {
 	producerRdb.AddHook(noscripts[0])
 	// Load at start, as a worker does (a Client otherwise loads on its
 	// first NOSCRIPT), so that any NOSCRIPT later is a node that lost them.
-	if err := c.Loader().Load(ctx); err != nil {
+	if err := c.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
 	tr := &clcTracker{runs: map[string]int{}, successes: map[string]int{}}

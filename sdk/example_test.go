@@ -80,6 +80,42 @@ func ExampleWorker() {
 	// Output: hello
 }
 
+func ExampleWorker_Start() {
+	rdb, done := newRedis()
+	defer done()
+	ctx := context.Background()
+	client, _ := sdk.NewClient(rdb, sdk.ClientLogger(quiet))
+	if err := client.Load(ctx); err != nil { // fail fast on an unreachable server
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("client ready:", client.Ready(ctx) == nil)
+
+	w := newWorker(rdb, "emails")
+	sent := make(chan string)
+	w.HandleFunc("email:send", func(ctx context.Context, t *sdk.Task) error {
+		sent <- string(t.Payload)
+		return nil
+	})
+	if err := w.Start(ctx); err != nil { // returns once the worker leases
+		fmt.Println(err)
+		return
+	}
+	workers, _ := client.Workers(ctx, "emails", 10)
+	fmt.Println("workers:", len(workers))
+
+	_, _ = client.Enqueue(ctx, "emails", "email:send", []byte("hello"))
+	fmt.Println(<-sent)
+	_ = w.Shutdown(ctx)
+	workers, _ = client.Workers(ctx, "emails", 10)
+	fmt.Println("workers after Shutdown:", len(workers))
+	// Output:
+	// client ready: true
+	// workers: 1
+	// hello
+	// workers after Shutdown: 0
+}
+
 func ExampleWorker_retries() {
 	rdb, done := newRedis()
 	defer done()

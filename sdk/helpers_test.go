@@ -53,12 +53,16 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// runWorker starts w.Run in the background and returns a function that shuts
-// it down and waits for Run to return.
+// runWorker starts w.Run in the background, waits until Run has started the
+// worker (or failed to; stop then reports Run's error), and returns a
+// function that shuts it down and waits for Run to return. Tests may read
+// the worker's start-up state (its waiter, its id's registration) as soon
+// as runWorker returns.
 func runWorker(t *testing.T, w *Worker) (stop func()) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(context.Background()) }()
+	<-w.ready
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

@@ -136,7 +136,7 @@ func TestIdleWorkerDoesNotPoll(t *testing.T) {
 	// idle worker would take it), for longer than the test: it is abandoned
 	// later, by a last renewal for one lease.
 	info := enqueueOne(t, c, queue, "orphan", MaxRetry(5))
-	got := leaseDirect(t, c.Loader(), queue, 1, time.Hour)
+	got := leaseDirect(t, c.loader, queue, 1, time.Hour)
 	if len(got) != 1 || got[0].ID != info.ID {
 		t.Fatalf("the dead worker leased %v, want %s", got, info.ID)
 	}
@@ -208,7 +208,7 @@ func checkIdleCalls(t *testing.T, got map[string]int, elapsed, heartbeat, interv
 func checkAbandonedLeaseRuns(t *testing.T, c *Client, rdb *redis.Client, info *Task, lease, interval, slack time.Duration, ran <-chan time.Time) {
 	t.Helper()
 	queue := info.Queue
-	if _, err := c.Loader().Run(context.Background(), testQueueKeys(t, queue), "extend", info.ID, info.token, strconv.FormatInt(ceilMs(lease), 10)); err != nil {
+	if _, err := c.loader.Run(context.Background(), testQueueKeys(t, queue), "extend", info.ID, info.token, strconv.FormatInt(ceilMs(lease), 10)); err != nil {
 		t.Fatalf("the last renewal: %v", err)
 	}
 	t0 := time.Now()

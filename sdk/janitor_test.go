@@ -17,7 +17,7 @@ import (
 func TestJanitorLock(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	l := f.c.Loader()
+	l := f.c.loader
 
 	// expireSome enqueues n tasks that expire 20ms later and waits for that,
 	// so a janitor round has work to do.

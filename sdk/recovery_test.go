@@ -92,7 +92,7 @@ func (r *recoveryRig) startJanitors(t *testing.T, queue string, n int) (stop fun
 // checks it is want, and returns its lease deadline (Unix ms, server clock).
 func (r *recoveryRig) leaseDead(t *testing.T, round int, queue, want string) int64 {
 	t.Helper()
-	got := leaseDirect(t, r.c.Loader(), queue, 1, recoveryLease)
+	got := leaseDirect(t, r.c.loader, queue, 1, recoveryLease)
 	if len(got) != 1 || got[0].ID != want {
 		t.Fatalf("round %d: the dead worker leased %v, want %s", round, got, want)
 	}

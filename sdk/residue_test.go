@@ -133,7 +133,7 @@ func testNoResidue(t *testing.T, archiveNone bool) {
 	// without acking them.
 	enqueue("killed-retry", func(int) []Option { return []Option{MaxRetry(2)} })
 	enqueue("killed-archive", func(int) []Option { return []Option{MaxRetry(0)} })
-	if got := leaseDirect(t, c.Loader(), queue, 1000, killLease); len(got) != 200 {
+	if got := leaseDirect(t, c.loader, queue, 1000, killLease); len(got) != 200 {
 		t.Fatalf("the dying worker leased %d tasks, want 200", len(got))
 	}
 	// Tasks that expire before any worker runs: pending or scheduled,

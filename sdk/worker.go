@@ -89,7 +89,7 @@ type WorkerConfig struct {
 	// JanitorLockTTL is the built-in janitor's lock TTL (see
 	// JanitorConfig.LockTTL). Default 1 minute.
 	JanitorLockTTL time.Duration
-	// RequireNoEviction makes Run fail at start, with an error matching
+	// RequireNoEviction makes Run and Start fail, with an error matching
 	// ErrEvictionPolicy, when a server's maxmemory-policy is not noeviction
 	// or cannot be read. Without it the worker only logs a warning.
 	RequireNoEviction bool
@@ -172,7 +172,8 @@ type running struct {
 }
 
 // Worker leases tasks from its queues and runs their handlers. Create it with
-// NewWorker, register handlers, then call Run once.
+// NewWorker, register handlers, then call Run (blocking) or Start (returns
+// once the worker leases; stop it with Shutdown), once.
 type Worker struct {
 	rdb      redis.UniversalClient
 	loader   *loader.Loader
@@ -195,8 +196,8 @@ type Worker struct {
 	hurry      chan struct{} // closed when a Shutdown context ends first
 	hurryOnce  sync.Once
 	stopOnce   sync.Once
-	ready      chan struct{} // closed once Run has started its loops, or failed to
-	startErr   error         // why Run failed to start; written before ready is closed
+	ready      chan struct{} // closed once the start has started the loops, or failed to
+	startErr   error         // why the start failed; written before ready is closed
 	slots      chan struct{}
 	chains     sync.WaitGroup
 	fetchDone  chan struct{}
@@ -260,7 +261,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*Worker, error) {
 	return w, nil
 }
 
-// Handle registers the handler of a task type. Call it before Run.
+// Handle registers the handler of a task type. Call it before Run or Start.
 func (w *Worker) Handle(taskType string, h Handler, opts ...HandlerOption) {
 	e := handlerEntry{handler: h}
 	for _, o := range opts {
@@ -276,17 +277,55 @@ func (w *Worker) HandleFunc(taskType string, f func(ctx context.Context, t *Task
 	w.Handle(taskType, HandlerFunc(f), opts...)
 }
 
-// Run loads the bundle, then leases and runs tasks until ctx is cancelled or
-// Shutdown is called; either way it returns only after the shutdown cleanup
-// (see Shutdown) is done. Run may be called once.
+// Run starts the worker as Start does, then leases and runs tasks until ctx
+// is cancelled or Shutdown is called; either way it returns only after the
+// shutdown cleanup (see Shutdown) is done. Run returns Start's error when the
+// worker could not start. Call Run or Start once.
 func (w *Worker) Run(ctx context.Context) error {
+	if err := w.claimStart("Run"); err != nil {
+		return err
+	}
+	if err := w.start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		_ = w.Shutdown(context.Background())
+	case <-w.stopping:
+	}
+	<-w.done
+	return nil
+}
+
+// Start starts the worker without blocking: it loads the bundle, checks the
+// eviction policy (see WorkerConfig.RequireNoEviction), registers the worker
+// with its queues and starts leasing, then returns nil; or it returns why
+// the worker could not start, and the worker is then finished. When Start
+// returns nil the worker is listed by Client.Workers and leases tasks as
+// they come. ctx bounds the start only: the worker runs until Shutdown,
+// which stops it as it stops Run. Call Run or Start once.
+func (w *Worker) Start(ctx context.Context) error {
+	if err := w.claimStart("Start"); err != nil {
+		return err
+	}
+	return w.start(ctx)
+}
+
+// claimStart marks the worker started, or says why it cannot start: it
+// started before, or was shut down.
+func (w *Worker) claimStart(method string) error {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.started || w.stopped {
-		w.mu.Unlock()
-		return errors.New("luaq: Worker.Run called after Run or Shutdown")
+		return fmt.Errorf("luaq: Worker.%s called after Run, Start or Shutdown", method)
 	}
 	w.started = true
-	w.mu.Unlock()
+	return nil
+}
+
+// start is the start-up sequence of Run and Start: load, check, register,
+// then start the loops; ready closes at the end, or on failure.
+func (w *Worker) start(ctx context.Context) error {
 	if err := w.loader.Load(ctx); err != nil {
 		return w.failStart(err)
 	}
@@ -304,16 +343,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	go w.extendLoop()
 	go w.fetchLoop()
 	close(w.ready)
-	select {
-	case <-ctx.Done():
-		_ = w.Shutdown(context.Background())
-	case <-w.stopping:
-	}
-	<-w.done
 	return nil
 }
 
-// failStart ends a Run that could not start: Shutdown and Run return at once.
+// failStart ends a start that failed: Shutdown and Run return at once.
 func (w *Worker) failStart(err error) error {
 	w.startErr = err
 	close(w.ready)
@@ -367,8 +400,9 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 // shutdown is the ordered shutdown sequence; each step says why it comes
 // where it does.
 func (w *Worker) shutdown() {
-	// 1. Shutdown may be called while Run is still starting: wait until the
-	// waiter and the loops exist (or Run gave up) before touching them.
+	// 1. Shutdown may be called while Run or Start is still starting: wait
+	// until the waiter and the loops exist (or the start failed) before
+	// touching them.
 	<-w.ready
 	if w.startErr != nil {
 		close(w.done)

@@ -298,7 +298,7 @@ func (b *bench) warmup() error {
 		}
 		if err == nil {
 			if l, ok := sys.(*luaqSys); ok {
-				err = l.client.Loader().Load(ctx) // every script, not just those used so far
+				err = l.client.Load(ctx) // every script, not just those used so far
 			}
 		}
 		sys.Close()

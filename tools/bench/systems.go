@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/luaq/luaq/internal/keys"
 	"github.com/luaq/luaq/loader"
+	"github.com/luaq/luaq/scripts"
 	"github.com/luaq/luaq/sdk"
 	"github.com/redis/go-redis/v9"
 )
@@ -52,6 +53,8 @@ type luaqSys struct {
 	addr   string
 	rdb    *redis.Client
 	client *sdk.Client
+	// scripts calls the bundle directly, for the pipelined preload.
+	scripts *loader.Loader
 }
 
 func newLuaq(addr string) (*luaqSys, error) {
@@ -61,7 +64,12 @@ func newLuaq(addr string) (*luaqSys, error) {
 		rdb.Close()
 		return nil, err
 	}
-	return &luaqSys{addr: addr, rdb: rdb, client: c}, nil
+	b, err := scripts.Load()
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return &luaqSys{addr: addr, rdb: rdb, client: c, scripts: loader.New(rdb, b)}, nil
 }
 
 func (s *luaqSys) Name() string { return "luaq" }
@@ -132,7 +140,7 @@ func (s *luaqSys) Preload(ctx context.Context, ps [][]byte) error {
 					}
 					calls = append(calls, loader.Call{Queue: q, Script: "enqueue", Args: args})
 				}
-				for _, r := range s.client.Loader().RunPipelined(ctx, calls) {
+				for _, r := range s.scripts.RunPipelined(ctx, calls) {
 					if r.Err != nil {
 						mu.Lock()
 						if firstErr == nil {
