@@ -275,7 +275,7 @@ func TestGivingBackWhileFull(t *testing.T) {
 		}
 	}
 	var started atomic.Int32
-	first, _ := newTestWorker(t, rdb, WorkerConfig{Queues: map[string]int{"q": 1}, Concurrency: 3, ShutdownTimeout: 10 * time.Millisecond})
+	first, _ := newTestWorker(t, rdb, WorkerConfig{Queues: map[string]int{"q": 1}, Concurrency: 3, ShutdownTimeout: time.Minute})
 	first.HandleFunc("block", func(ctx context.Context, _ *Task) error {
 		started.Add(1)
 		<-ctx.Done()
@@ -286,6 +286,13 @@ func TestGivingBackWhileFull(t *testing.T) {
 
 	b := &ballast{rdb: rdb}
 	b.fill(t)
+	// A context that has ended cancels the handlers at once; stopFirst
+	// then waits for the cleanup (the give-backs, the deregistration).
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := first.Shutdown(ended); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with an ended context: %v", err)
+	}
 	stopFirst()
 	if workers, err := c.Workers(ctx, "q", 10); err != nil || len(workers) != 0 {
 		t.Fatalf("after shutdown on a full server, Workers = %v, %v; want none", workers, err)
