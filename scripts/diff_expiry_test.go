@@ -120,15 +120,17 @@ func expiryScenarios() []dscenario {
 		// A task leased before its expiry, then requeued or retried: both
 		// engines must agree on what dequeue does with it after expire_at
 		// (see TestExpiryNoLongerAppliesOnceStarted for what it should do).
+		// A 2s expiry: the first dequeue must come before it even on a
+		// loaded machine; the last one comes after it.
 		{"expiry after start", []dstep{
 			call("enqueue", enq(
-				g("g", "t", "pg", "3", "0", "0", "0", "0", "0", "100", "0", "0", "kg", "60000"),
-				g("h", "t", "ph", "3", "0", "0", "0", "0", "0", "100", "1", "0", "", "0"),
+				g("g", "t", "pg", "3", "0", "0", "0", "0", "0", "2000", "0", "0", "kg", "60000"),
+				g("h", "t", "ph", "3", "0", "0", "0", "0", "0", "2000", "1", "0", "", "0"),
 			)...),
 			call("dequeue", deqArgs(2, 30000, 0, 0, 0)...),
 			call("requeue", "g", "$token:g"),
 			call("retry-or-archive", "h", "$token:h", "boom", "0", "0"),
-			{sleep: past, script: "dequeue", args: deqArgs(2, 30000, 10, 0, 0), fuzzy: []int{1}},
+			{sleep: 2*time.Second + past, script: "dequeue", args: deqArgs(2, 30000, 10, 0, 0), fuzzy: []int{1}},
 			call("queue-info"),
 		}},
 		{"clean reclaim and trim", []dstep{
